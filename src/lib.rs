@@ -1,1 +1,25 @@
-pub fn x(){}
+//! tether: an event-driven reactor for long-lived connections.
+#![deny(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+#![deny(unsafe_code)]
+
+pub mod buffer;
+mod conn;
+mod ctx;
+mod engine;
+mod error;
+mod event_loop;
+mod handler;
+mod id;
+mod inbox;
+mod lb;
+pub mod net;
+mod options;
+
+pub use conn::Conn;
+pub use ctx::LoopCtx;
+pub use engine::{Engine, EngineBuilder, Stats};
+pub use error::{Error, SendError};
+pub use handler::{Action, CloseReason, EventHandler, Idle};
+pub use id::ConnId;
+pub use lb::LoadBalancer;
+pub use options::Options;

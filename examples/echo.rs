@@ -1,0 +1,123 @@
+//! An echo server: every byte received is sent back.
+//!
+//! ```text
+//! cargo run --release --example echo -- --addr 127.0.0.1:9000 --loops 2
+//! ```
+//!
+//! Flags: `--addr ADDR` (default `127.0.0.1:9000`; `host:port` or
+//! `tcp://host:port`), `--loops N` (default: cores), `--reuseport on|off`,
+//! `--lb round-robin|least-conn|source-hash`. Prints `listening on <addr>` once it
+//! accepts; stops gracefully on SIGINT or SIGTERM. Logging: `RUST_LOG=debug`.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use tether::{Action, CloseReason, Conn, Engine, EventHandler, LoadBalancer, Options};
+
+struct Echo;
+
+impl EventHandler for Echo {
+    type State = ();
+
+    fn on_open(&mut self, conn: &mut Conn<'_, ()>) -> Action {
+        log::debug!("{} opened from {:?}", conn.id(), conn.peer_addr());
+        Action::Continue
+    }
+
+    fn on_traffic(&mut self, conn: &mut Conn<'_, ()>) -> Action {
+        let data = conn.read_buf();
+        conn.write(data);
+        conn.consume(data.len());
+        Action::Continue
+    }
+
+    fn on_close(&mut self, conn: &mut Conn<'_, ()>, reason: &CloseReason) {
+        log::debug!("{} closed: {reason}", conn.id());
+    }
+}
+
+struct Args {
+    addr: String,
+    options: Options,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut addr = "127.0.0.1:9000".to_string();
+    let mut options = Options::default();
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().ok_or(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--addr" => addr = value()?,
+            "--loops" => {
+                options.loops = value()?
+                    .parse()
+                    .map_err(|_| "--loops needs a positive number".to_string())?
+            }
+            "--reuseport" => {
+                options.reuse_port = match value()?.as_str() {
+                    "on" => true,
+                    "off" => false,
+                    other => return Err(format!("--reuseport takes on|off, not {other}")),
+                }
+            }
+            "--lb" => {
+                let v = value()?;
+                options.load_balancer = LoadBalancer::parse(&v).ok_or(format!(
+                    "--lb takes round-robin|least-conn|source-hash, not {v}"
+                ))?;
+            }
+            "-h" | "--help" => {
+                println!(
+                    "usage: echo [--addr ADDR] [--loops N] [--reuseport on|off] \
+                     [--lb round-robin|least-conn|source-hash]"
+                );
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown flag {other}")),
+        }
+    }
+    Ok(Args { addr, options })
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("echo: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let engine = match Engine::builder(|_loop| Echo)
+        .options(args.options)
+        .listen(args.addr)
+        .start()
+    {
+        Ok(engine) => engine,
+        Err(e) => {
+            eprintln!("echo: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut stdout = std::io::stdout();
+    let _ = writeln!(stdout, "listening on {}", engine.local_addrs()[0]);
+    let _ = stdout.flush();
+
+    let mut signals = match signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ]) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("echo: cannot install signal handlers: {e}");
+            engine.stop();
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(sig) = signals.forever().next() {
+        log::info!("signal {sig}: stopping");
+    }
+    engine.stop();
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,212 @@
+//! What a callback sees of one connection.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+use socket2::SockRef;
+
+use crate::buffer::Buf;
+use crate::engine::Engine;
+use crate::id::ConnId;
+
+/// Loop-wide context shared by every callback of one loop.
+#[derive(Debug)]
+pub(crate) struct LoopCore {
+    pub(crate) loop_id: usize,
+    /// Output written during one callback by a connection with nothing pending;
+    /// flushed with one `write` when the callback returns.
+    pub(crate) scratch: Vec<u8>,
+    pub(crate) engine: Engine,
+    pub(crate) now: Instant,
+    pub(crate) max_outbound: usize,
+    pub(crate) high_watermark: usize,
+}
+
+/// What the callback asked to happen to its connection besides writing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum CloseRequest {
+    #[default]
+    None,
+    Now,
+    AfterFlush,
+}
+
+/// One connection as a callback sees it: its state, its unread input, its output.
+///
+/// Input: [`Conn::read_buf`] is every byte received and not yet consumed, as one
+/// slice. Call [`Conn::consume`] for what was handled; the rest is kept and shown
+/// again with the next bytes. The slice borrows the loop's read buffer when
+/// possible, so reading costs no copy.
+///
+/// Output: [`Conn::write`] queues bytes. Everything written during one callback
+/// goes out in one `write(2)` after the callback returns. Output the socket does
+/// not take at once is kept in a pooled buffer and sent when the socket drains;
+/// past [`Options::max_outbound`](crate::Options::max_outbound) the connection is
+/// closed with [`CloseReason::WriteOverflow`](crate::CloseReason::WriteOverflow).
+#[derive(Debug)]
+pub struct Conn<'a, S> {
+    pub(crate) id: ConnId,
+    pub(crate) stream: &'a TcpStream,
+    pub(crate) state: &'a mut S,
+    pub(crate) input: &'a [u8],
+    pub(crate) consumed: usize,
+    /// The connection's pending output, when the socket has not taken all of it.
+    pub(crate) pending: Option<&'a mut Buf>,
+    pub(crate) core: &'a mut LoopCore,
+    pub(crate) close: CloseRequest,
+    pub(crate) overflow: bool,
+    /// Writes are dropped (in `on_close`).
+    pub(crate) discard: bool,
+}
+
+impl<'a, S> Conn<'a, S> {
+    pub(crate) fn new(
+        id: ConnId,
+        stream: &'a TcpStream,
+        state: &'a mut S,
+        input: &'a [u8],
+        pending: Option<&'a mut Buf>,
+        core: &'a mut LoopCore,
+    ) -> Self {
+        Conn {
+            id,
+            stream,
+            state,
+            input,
+            consumed: 0,
+            pending,
+            core,
+            close: CloseRequest::None,
+            overflow: false,
+            discard: false,
+        }
+    }
+
+    /// This connection's id, valid from any thread for the engine's commands.
+    pub fn id(&self) -> ConnId {
+        self.id
+    }
+
+    /// The peer's address (`getpeername(2)`; fails once the peer has reset).
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.stream.peer_addr()
+    }
+
+    /// The local address of the socket.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.stream.local_addr()
+    }
+
+    /// The per-connection state.
+    pub fn state(&self) -> &S {
+        self.state
+    }
+
+    /// The per-connection state, mutably.
+    pub fn state_mut(&mut self) -> &mut S {
+        self.state
+    }
+
+    /// Bytes received and not yet consumed, oldest first, as one slice.
+    ///
+    /// The slice stays valid for the whole callback, also across calls to
+    /// [`Conn::write`] and [`Conn::consume`], so it can be echoed or parsed in place.
+    pub fn read_buf(&self) -> &'a [u8] {
+        &self.input[self.consumed..]
+    }
+
+    /// Marks the first `n` bytes of [`Conn::read_buf`] as handled.
+    ///
+    /// # Panics
+    ///
+    /// Panics if `n` exceeds `read_buf().len()` (which closes this connection with
+    /// [`CloseReason::Panic`](crate::CloseReason::Panic)).
+    pub fn consume(&mut self, n: usize) {
+        let left = self.input.len() - self.consumed;
+        assert!(n <= left, "consume({n}) with only {left} unread bytes");
+        self.consumed += n;
+    }
+
+    /// Queues `data` for sending.
+    ///
+    /// If the pending output would exceed `Options::max_outbound`, the data is
+    /// dropped and the connection closes with `CloseReason::WriteOverflow` after the
+    /// callback.
+    pub fn write(&mut self, data: &[u8]) {
+        if self.discard || self.overflow {
+            return;
+        }
+        if self.outbound_len().saturating_add(data.len()) > self.core.max_outbound {
+            self.overflow = true;
+            return;
+        }
+        match self.pending.as_deref_mut() {
+            Some(buf) => buf.extend_from_slice(data),
+            None => self.core.scratch.extend_from_slice(data),
+        }
+    }
+
+    /// Bytes queued and not yet taken by the socket.
+    pub fn outbound_len(&self) -> usize {
+        match self.pending.as_deref() {
+            Some(buf) => buf.len(),
+            None => self.core.scratch.len(),
+        }
+    }
+
+    /// False while pending output is above the high watermark: the peer is not
+    /// keeping up and the connection is not being read. `on_writable` runs when it
+    /// drains to the low watermark.
+    pub fn is_writable(&self) -> bool {
+        self.outbound_len() <= self.core.high_watermark
+    }
+
+    /// Closes the connection after this callback. Output written so far is sent as
+    /// far as the socket takes it without blocking.
+    pub fn close(&mut self) {
+        self.close = CloseRequest::Now;
+    }
+
+    /// Stops reading and closes the connection once every queued byte is sent.
+    pub fn close_after_flush(&mut self) {
+        if self.close == CloseRequest::None {
+            self.close = CloseRequest::AfterFlush;
+        }
+    }
+
+    /// The engine this connection belongs to.
+    pub fn engine(&self) -> &Engine {
+        &self.core.engine
+    }
+
+    /// The index of the loop serving this connection.
+    pub fn loop_id(&self) -> usize {
+        self.core.loop_id
+    }
+
+    /// The loop's clock, read once per loop iteration.
+    pub fn now(&self) -> Instant {
+        self.core.now
+    }
+
+    /// Sets `TCP_NODELAY` (on by default through `Options::nodelay`).
+    pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
+        self.stream.set_nodelay(on)
+    }
+
+    /// Enables TCP keepalive probes after `idle` without traffic, or disables them.
+    pub fn set_keepalive(&self, idle: Option<Duration>) -> io::Result<()> {
+        let sock = SockRef::from(self.stream);
+        match idle {
+            Some(idle) => sock.set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(idle)),
+            None => sock.set_keepalive(false),
+        }
+    }
+
+    /// Sets `SO_LINGER`. `Some(Duration::ZERO)` makes the close send RST.
+    pub fn set_linger(&self, linger: Option<Duration>) -> io::Result<()> {
+        SockRef::from(self.stream).set_linger(linger)
+    }
+}

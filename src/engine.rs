@@ -1,0 +1,425 @@
+//! The engine: starting loops, the thread-safe handle, stopping.
+
+use std::cell::Cell;
+use std::fmt;
+use std::marker::PhantomData;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use bytes::Bytes;
+use mio::{Poll, Waker};
+
+use crate::error::{Error, SendError};
+use crate::event_loop::{EventLoop, WAKER};
+use crate::handler::EventHandler;
+use crate::id::ConnId;
+use crate::inbox::{Command, Inbox};
+use crate::lb::LoadBalancer;
+use crate::net::{ListenAddr, listener};
+use crate::options::Options;
+
+thread_local! {
+    /// The engine whose loop runs on this thread (address of its shared state), so
+    /// that `stop()` called from a callback does not join its own thread.
+    static CURRENT_ENGINE: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Counters one loop publishes; only that loop writes them (except `open`, which
+/// the accepting loop also raises when it hands a socket over).
+#[derive(Debug, Default)]
+pub(crate) struct LoopCounters {
+    pub(crate) open: AtomicUsize,
+    pub(crate) accepted: AtomicU64,
+    pub(crate) closed: AtomicU64,
+    pub(crate) bytes_in: AtomicU64,
+    pub(crate) bytes_out: AtomicU64,
+    pub(crate) stale_commands: AtomicU64,
+}
+
+/// Adds to a counter that only the calling loop writes: a plain load and store,
+/// no locked instruction on the data path.
+#[inline]
+pub(crate) fn bump(counter: &AtomicU64, n: u64) {
+    counter.store(counter.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+}
+
+pub(crate) struct Shared {
+    pub(crate) inboxes: Vec<Inbox>,
+    pub(crate) counters: Vec<LoopCounters>,
+    stopped: AtomicBool,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    local_addrs: Vec<SocketAddr>,
+    shutdown_timeout: Duration,
+}
+
+/// A running engine: a cheap, cloneable, thread-safe handle.
+///
+/// Commands for connections (`send`, `close`, `wake`) are queued to the loop that
+/// owns the connection and applied there in order; a command whose [`ConnId`] is
+/// stale (the connection closed, maybe its slot was reused) is dropped and counted
+/// in [`Stats::stale_commands`].
+#[derive(Clone)]
+pub struct Engine {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Engine")
+            .field("loops", &self.shared.inboxes.len())
+            .field("local_addrs", &self.shared.local_addrs)
+            .field("stopped", &self.is_stopped())
+            .finish()
+    }
+}
+
+/// Totals over all loops, summed when asked for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Connections open now.
+    pub open: usize,
+    /// Connections accepted or dialed since start.
+    pub accepted: u64,
+    /// Connections closed since start.
+    pub closed: u64,
+    /// Bytes read from sockets.
+    pub bytes_in: u64,
+    /// Bytes written to sockets.
+    pub bytes_out: u64,
+    /// Commands dropped because their connection id was stale.
+    pub stale_commands: u64,
+}
+
+impl Engine {
+    /// Starts configuring an engine whose loops each get a handler from `factory`,
+    /// called with the loop index on that loop's thread.
+    pub fn builder<H, F>(factory: F) -> EngineBuilder<H, F>
+    where
+        H: EventHandler,
+        F: Fn(usize) -> H + Send + Sync + 'static,
+    {
+        EngineBuilder {
+            factory,
+            options: Options::default(),
+            addrs: Vec::new(),
+            _handler: PhantomData,
+        }
+    }
+
+    /// Queues `data` to be written to connection `id`.
+    ///
+    /// Returns `Ok` once queued; delivery happens on the connection's loop. Data for
+    /// a connection that has closed by then is dropped.
+    pub fn send(&self, id: ConnId, data: impl Into<Bytes>) -> Result<(), SendError> {
+        self.command(id, Command::Send(id, data.into()))
+    }
+
+    /// Closes connection `id` (reason [`CloseReason::Local`](crate::CloseReason::Local)).
+    pub fn close(&self, id: ConnId) -> Result<(), SendError> {
+        self.command(id, Command::Close(id))
+    }
+
+    /// Runs [`EventHandler::on_wake`] for connection `id` on its loop.
+    pub fn wake(&self, id: ConnId) -> Result<(), SendError> {
+        self.command(id, Command::Wake(id))
+    }
+
+    fn command(&self, id: ConnId, cmd: Command) -> Result<(), SendError> {
+        if self.is_stopped() {
+            return Err(SendError::Stopped);
+        }
+        let inbox = self
+            .shared
+            .inboxes
+            .get(id.loop_id())
+            .ok_or(SendError::NoSuchLoop)?;
+        inbox.push(cmd).map_err(|_| SendError::Stopped)
+    }
+
+    pub(crate) fn push_to_loop(&self, loop_id: usize, cmd: Command) -> Result<(), SendError> {
+        let inbox = self
+            .shared
+            .inboxes
+            .get(loop_id)
+            .ok_or(SendError::NoSuchLoop)?;
+        inbox.push(cmd).map_err(|_| SendError::Stopped)
+    }
+
+    pub(crate) fn inbox(&self, loop_id: usize) -> &Inbox {
+        &self.shared.inboxes[loop_id]
+    }
+
+    pub(crate) fn counters(&self, loop_id: usize) -> &LoopCounters {
+        &self.shared.counters[loop_id]
+    }
+
+    pub(crate) fn loop_open_counts(&self, out: &mut Vec<usize>) {
+        out.clear();
+        out.extend(
+            self.shared
+                .counters
+                .iter()
+                .map(|c| c.open.load(Ordering::Relaxed)),
+        );
+    }
+
+    /// Number of event loops.
+    pub fn loops(&self) -> usize {
+        self.shared.inboxes.len()
+    }
+
+    /// Connections open now, over all loops.
+    pub fn connection_count(&self) -> usize {
+        self.shared
+            .counters
+            .iter()
+            .map(|c| c.open.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// The addresses the engine listens on, in the order they were given, with
+    /// port 0 replaced by the port the system chose.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.shared.local_addrs
+    }
+
+    /// Counters summed over all loops.
+    pub fn stats(&self) -> Stats {
+        let mut s = Stats::default();
+        for c in &self.shared.counters {
+            s.open += c.open.load(Ordering::Relaxed);
+            s.accepted += c.accepted.load(Ordering::Relaxed);
+            s.closed += c.closed.load(Ordering::Relaxed);
+            s.bytes_in += c.bytes_in.load(Ordering::Relaxed);
+            s.bytes_out += c.bytes_out.load(Ordering::Relaxed);
+            s.stale_commands += c.stale_commands.load(Ordering::Relaxed);
+        }
+        s
+    }
+
+    /// True once [`Engine::stop`] was called (or a handler returned
+    /// [`Action::Shutdown`](crate::Action::Shutdown)).
+    pub fn is_stopped(&self) -> bool {
+        self.shared.stopped.load(Ordering::Acquire)
+    }
+
+    /// Stops gracefully with the configured `Options::shutdown_timeout`.
+    ///
+    /// Listeners close at once; `on_shutdown` runs on every loop; connections
+    /// without pending output close with
+    /// [`CloseReason::Shutdown`](crate::CloseReason::Shutdown), the others once
+    /// their output is flushed or the timeout passes. Then the loop threads end.
+    /// Blocks until they have, unless called from one of them (a callback), which
+    /// would wait on itself.
+    pub fn stop(&self) {
+        self.stop_with_timeout(self.shared.shutdown_timeout);
+    }
+
+    /// [`Engine::stop`] with an explicit drain deadline.
+    pub fn stop_with_timeout(&self, drain: Duration) {
+        self.signal_stop(drain);
+        if CURRENT_ENGINE.with(|c| c.get()) != Arc::as_ptr(&self.shared) as usize {
+            self.join();
+        }
+    }
+
+    pub(crate) fn signal_stop(&self, drain: Duration) {
+        if self.shared.stopped.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        for inbox in &self.shared.inboxes {
+            // A loop that already exited has nothing left to stop.
+            let _ = inbox.push(Command::Stop { drain });
+        }
+    }
+
+    /// Waits until every loop thread has exited.
+    pub fn join(&self) {
+        // Holding the lock while joining makes concurrent callers wait too.
+        let mut threads = self
+            .shared
+            .threads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for t in threads.drain(..) {
+            if t.join().is_err() {
+                log::error!("an event loop thread panicked");
+            }
+        }
+    }
+}
+
+/// Configures and starts an [`Engine`]. Made by [`Engine::builder`].
+pub struct EngineBuilder<H, F> {
+    factory: F,
+    options: Options,
+    addrs: Vec<String>,
+    _handler: PhantomData<fn() -> H>,
+}
+
+impl<H, F> fmt::Debug for EngineBuilder<H, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EngineBuilder")
+            .field("options", &self.options)
+            .field("addrs", &self.addrs)
+            .finish()
+    }
+}
+
+impl<H, F> EngineBuilder<H, F>
+where
+    H: EventHandler,
+    F: Fn(usize) -> H + Send + Sync + 'static,
+{
+    /// Adds an address to listen on: `host:port` or `tcp://host:port`.
+    /// Parsed by [`start`](EngineBuilder::start), which reports a bad one.
+    pub fn listen(mut self, addr: impl Into<String>) -> Self {
+        self.addrs.push(addr.into());
+        self
+    }
+
+    /// Replaces all options at once.
+    pub fn options(mut self, options: Options) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Number of event loops (threads). Default: available cores.
+    pub fn loops(mut self, n: usize) -> Self {
+        self.options.loops = n;
+        self
+    }
+
+    /// One `SO_REUSEPORT` listener per loop (true) or one shared listener (false).
+    pub fn reuse_port(mut self, on: bool) -> Self {
+        self.options.reuse_port = on;
+        self
+    }
+
+    /// The balancer a shared listener uses.
+    pub fn load_balancer(mut self, lb: LoadBalancer) -> Self {
+        self.options.load_balancer = lb;
+        self
+    }
+
+    /// Binds the listeners and starts the loop threads.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Addr`] for an unparsable address, [`Error::Io`] when binding or
+    /// creating a poller fails, [`Error::InvalidOption`] for inconsistent options.
+    pub fn start(self) -> Result<Engine, Error> {
+        let opts = self.options;
+        validate(&opts)?;
+        let addrs = self
+            .addrs
+            .iter()
+            .map(|a| ListenAddr::parse(a))
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let mut polls = Vec::with_capacity(opts.loops);
+        let mut inboxes = Vec::with_capacity(opts.loops);
+        for _ in 0..opts.loops {
+            let poll = Poll::new()?;
+            let waker = Waker::new(poll.registry(), WAKER)?;
+            inboxes.push(Inbox::new(waker));
+            polls.push(poll);
+        }
+
+        // Listeners per loop: with SO_REUSEPORT each loop binds every address (the
+        // first bind fixes port 0 for the rest); otherwise loop 0 holds them all.
+        let mut listeners: Vec<Vec<mio::net::TcpListener>> =
+            (0..opts.loops).map(|_| Vec::new()).collect();
+        let mut local_addrs = Vec::with_capacity(addrs.len());
+        for addr in &addrs {
+            let ListenAddr::Tcp(sa) = addr;
+            let first = listener::bind_tcp(*sa, opts.reuse_port, opts.backlog)?;
+            let bound = first.local_addr()?;
+            local_addrs.push(bound);
+            listeners[0].push(first);
+            if opts.reuse_port {
+                for per_loop in listeners.iter_mut().skip(1) {
+                    per_loop.push(listener::bind_tcp(bound, true, opts.backlog)?);
+                }
+            }
+        }
+
+        let shared = Arc::new(Shared {
+            inboxes,
+            counters: (0..opts.loops).map(|_| LoopCounters::default()).collect(),
+            stopped: AtomicBool::new(false),
+            threads: Mutex::new(Vec::new()),
+            local_addrs,
+            shutdown_timeout: opts.shutdown_timeout,
+        });
+        let engine = Engine {
+            shared: shared.clone(),
+        };
+        let factory = Arc::new(self.factory);
+        let mut threads = Vec::with_capacity(opts.loops);
+        for (loop_id, (poll, lst)) in polls.into_iter().zip(listeners).enumerate() {
+            let factory = factory.clone();
+            let engine_for_loop = engine.clone();
+            let opts = opts.clone();
+            let shared_addr = Arc::as_ptr(&shared) as usize;
+            let spawned = std::thread::Builder::new()
+                .name(format!("tether-loop-{loop_id}"))
+                .spawn(move || {
+                    CURRENT_ENGINE.with(|c| c.set(shared_addr));
+                    let handler = factory(loop_id);
+                    let accept_for_all = !opts.reuse_port && opts.loops > 1;
+                    match EventLoop::new(
+                        loop_id,
+                        poll,
+                        handler,
+                        lst,
+                        accept_for_all,
+                        engine_for_loop,
+                        opts,
+                    ) {
+                        Ok(mut event_loop) => event_loop.run(),
+                        Err(e) => log::error!("loop {loop_id} failed to start: {e}"),
+                    }
+                });
+            match spawned {
+                Ok(t) => threads.push(t),
+                Err(e) => {
+                    *shared.threads.lock().unwrap_or_else(|p| p.into_inner()) = threads;
+                    engine.stop();
+                    return Err(Error::Io(e));
+                }
+            }
+        }
+        *shared.threads.lock().unwrap_or_else(|p| p.into_inner()) = threads;
+        Ok(engine)
+    }
+}
+
+fn validate(o: &Options) -> Result<(), Error> {
+    let checks: [(bool, &'static str); 7] = [
+        (
+            o.loops >= 1 && o.loops <= u16::MAX as usize,
+            "loops must be in 1..=65535",
+        ),
+        (o.read_buffer_size > 0, "read_buffer_size must be > 0"),
+        (o.read_budget > 0, "read_budget must be > 0"),
+        (
+            o.write_low_watermark <= o.write_high_watermark,
+            "write_low_watermark must not exceed write_high_watermark",
+        ),
+        (
+            o.write_high_watermark <= o.max_outbound,
+            "write_high_watermark must not exceed max_outbound",
+        ),
+        (o.accepts_per_wakeup > 0, "accepts_per_wakeup must be > 0"),
+        (o.backlog > 0, "backlog must be > 0"),
+    ];
+    match checks.iter().find(|(ok, _)| !ok) {
+        Some((_, what)) => Err(Error::InvalidOption(what)),
+        None => Ok(()),
+    }
+}

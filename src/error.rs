@@ -1,0 +1,71 @@
+//! Errors returned by the engine's public API.
+
+use std::fmt;
+use std::io;
+
+use crate::net::AddrError;
+
+/// Why an engine could not start.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// An address could not be parsed or resolved.
+    Addr(AddrError),
+    /// Creating a listener, poller or thread failed.
+    Io(io::Error),
+    /// An option has a value the engine cannot run with; names the option.
+    InvalidOption(&'static str),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Addr(e) => write!(f, "{e}"),
+            Error::Io(e) => write!(f, "i/o error: {e}"),
+            Error::InvalidOption(what) => write!(f, "invalid option: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Addr(e) => Some(e),
+            Error::Io(e) => Some(e),
+            Error::InvalidOption(_) => None,
+        }
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        Error::Io(e)
+    }
+}
+
+impl From<AddrError> for Error {
+    fn from(e: AddrError) -> Self {
+        Error::Addr(e)
+    }
+}
+
+/// Why a command for a connection could not be queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The engine has stopped; nothing is delivered any more.
+    Stopped,
+    /// The id names a loop this engine does not have.
+    NoSuchLoop,
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendError::Stopped => f.write_str("engine stopped"),
+            SendError::NoSuchLoop => f.write_str("connection id names no loop of this engine"),
+        }
+    }
+}
+
+impl std::error::Error for SendError {}

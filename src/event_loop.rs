@@ -1,0 +1,863 @@
+//! One event loop: a mio poller, a slab of connections, the run loop.
+
+use std::io::{self, Read, Write};
+use std::panic::{self, AssertUnwindSafe};
+use std::time::{Duration, Instant};
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+
+use crate::buffer::{Buf, BufferPool};
+use crate::conn::{CloseRequest, Conn, LoopCore};
+use crate::ctx::LoopCtx;
+use crate::engine::{Engine, bump};
+use crate::handler::{Action, CloseReason, EventHandler};
+use crate::id::ConnId;
+use crate::inbox::Command;
+use crate::lb::Balancer;
+use crate::options::Options;
+
+/// Token of the loop's waker; listeners count down from just below it and
+/// connections use their slab key, so the three never meet.
+pub(crate) const WAKER: Token = Token(usize::MAX);
+const MAX_LISTENERS: usize = 1024;
+const FIRST_LISTENER: usize = usize::MAX - 1;
+const MAX_CONN_KEY: usize = FIRST_LISTENER - MAX_LISTENERS;
+
+fn listener_token(i: usize) -> Token {
+    Token(FIRST_LISTENER - i)
+}
+
+fn listener_index(token: Token) -> Option<usize> {
+    let i = FIRST_LISTENER.checked_sub(token.0)?;
+    (token.0 != WAKER.0 && i < MAX_LISTENERS).then_some(i)
+}
+
+// Slot flags.
+/// READABLE is registered (cleared while reading is paused by backpressure).
+const REG_READ: u8 = 1;
+/// WRITABLE is registered (only while output is pending).
+const REG_WRITE: u8 = 2;
+/// Output went above the high watermark: reading stops until it drains to the low.
+const PAUSED: u8 = 4;
+/// Close once the pending output is flushed.
+const CLOSE_AFTER_FLUSH: u8 = 8;
+/// The peer sent FIN; close with `PeerClosed` once output is flushed.
+const PEER_CLOSED: u8 = 16;
+
+/// One connection's slab entry. Kept small: a connection with nothing in flight
+/// owns no buffer, only this.
+struct Slot<S> {
+    stream: TcpStream,
+    generation: u32,
+    flags: u8,
+    inbound: Option<Box<Buf>>,
+    outbound: Option<Box<Buf>>,
+    state: S,
+}
+
+struct Listener {
+    socket: TcpListener,
+    /// Accepting is paused after EMFILE/ENFILE until then.
+    paused_until: Option<Instant>,
+    backoff: Duration,
+}
+
+/// Where a callback's input comes from.
+#[derive(Clone, Copy)]
+enum Input {
+    None,
+    /// `rbuf[..n]`, the loop's read buffer, when the connection had nothing buffered.
+    Shared(usize),
+    /// The connection's own inbound buffer.
+    Own,
+}
+
+enum Callback {
+    Open,
+    Traffic(Input),
+    Wake,
+    Writable,
+}
+
+pub(crate) struct EventLoop<H: EventHandler> {
+    handler: H,
+    conns: Slab<Slot<H::State>>,
+    rbuf: Box<[u8]>,
+    core: LoopCore,
+    poll: Poll,
+    pool: BufferPool,
+    listeners: Vec<Listener>,
+    /// Set when this loop accepts for every loop (one shared listener).
+    balancer: Option<Balancer>,
+    opts: Options,
+    next_generation: u32,
+    /// Connections to read again without waiting for an event: their read budget ran
+    /// out, or reading resumed after backpressure.
+    ready_reads: Vec<(usize, u32)>,
+    /// Listeners whose accept budget ran out with connections still queued.
+    ready_accepts: Vec<usize>,
+    commands: Vec<Command>,
+    open_counts: Vec<usize>,
+    /// Drain deadline once stopping.
+    stopping: Option<Instant>,
+}
+
+impl<H: EventHandler> EventLoop<H> {
+    pub(crate) fn new(
+        loop_id: usize,
+        poll: Poll,
+        handler: H,
+        sockets: Vec<TcpListener>,
+        accept_for_all: bool,
+        engine: Engine,
+        opts: Options,
+    ) -> io::Result<Self> {
+        let mut listeners = Vec::with_capacity(sockets.len());
+        for (i, mut socket) in sockets.into_iter().enumerate() {
+            poll.registry()
+                .register(&mut socket, listener_token(i), Interest::READABLE)?;
+            listeners.push(Listener {
+                socket,
+                paused_until: None,
+                backoff: opts.accept_backoff_min,
+            });
+        }
+        Ok(EventLoop {
+            handler,
+            conns: Slab::new(),
+            rbuf: vec![0; opts.read_buffer_size].into_boxed_slice(),
+            core: LoopCore {
+                loop_id,
+                scratch: Vec::with_capacity(opts.read_buffer_size),
+                engine,
+                now: Instant::now(),
+                max_outbound: opts.max_outbound,
+                high_watermark: opts.write_high_watermark,
+            },
+            poll,
+            pool: BufferPool::new(
+                opts.pool_buffer_size,
+                opts.read_buffer_size,
+                opts.pool_max_idle,
+            ),
+            listeners,
+            balancer: accept_for_all.then(|| Balancer::new(opts.load_balancer)),
+            opts,
+            next_generation: 0,
+            ready_reads: Vec::new(),
+            ready_accepts: Vec::new(),
+            commands: Vec::new(),
+            open_counts: Vec::new(),
+            stopping: None,
+        })
+    }
+
+    pub(crate) fn run(&mut self) {
+        let mut events = Events::with_capacity(1024);
+        self.with_ctx(|h, ctx| h.on_boot(ctx));
+        loop {
+            let timeout = self.poll_timeout();
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                log::error!("loop {}: poll failed: {e}", self.core.loop_id);
+                break;
+            }
+            self.core.now = Instant::now();
+            for event in events.iter() {
+                let token = event.token();
+                if token == WAKER {
+                    self.drain_inbox();
+                } else if let Some(i) = listener_index(token) {
+                    self.accept(i);
+                } else {
+                    if event.is_writable() || event.is_write_closed() {
+                        self.on_writable_event(token.0);
+                    }
+                    if event.is_readable() || event.is_read_closed() || event.is_error() {
+                        self.read(token.0, event.is_read_closed() || event.is_error());
+                    }
+                }
+            }
+            self.run_ready_work();
+            if let Some(deadline) = self.stopping {
+                if self.conns.is_empty() || self.core.now >= deadline {
+                    break;
+                }
+                self.close_flushed_while_stopping();
+            }
+        }
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            self.close(key, CloseReason::Shutdown);
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Duration> {
+        if !self.ready_reads.is_empty() || !self.ready_accepts.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let now = Instant::now();
+        self.listeners
+            .iter()
+            .filter_map(|l| l.paused_until)
+            .chain(self.stopping)
+            .min()
+            .map(|t| t.saturating_duration_since(now))
+    }
+
+    fn with_ctx(&mut self, f: impl FnOnce(&mut H, &mut LoopCtx<'_>)) {
+        let mut ctx = LoopCtx {
+            loop_id: self.core.loop_id,
+            now: self.core.now,
+            engine: &self.core.engine,
+        };
+        let handler = &mut self.handler;
+        if panic::catch_unwind(AssertUnwindSafe(|| f(handler, &mut ctx))).is_err() {
+            log::error!("loop {}: a loop callback panicked", self.core.loop_id);
+        }
+    }
+
+    /// Work that has no event to announce it: reads whose budget ran out, accepts
+    /// left in the backlog, listeners whose EMFILE pause is over.
+    fn run_ready_work(&mut self) {
+        if !self.ready_reads.is_empty() {
+            let reads = std::mem::take(&mut self.ready_reads);
+            for &(key, generation) in &reads {
+                if self
+                    .conns
+                    .get(key)
+                    .is_some_and(|s| s.generation == generation)
+                {
+                    self.read(key, true);
+                }
+            }
+        }
+        if !self.ready_accepts.is_empty() {
+            let accepts = std::mem::take(&mut self.ready_accepts);
+            for i in accepts {
+                self.accept(i);
+            }
+        }
+        for i in 0..self.listeners.len() {
+            if self.listeners[i]
+                .paused_until
+                .is_some_and(|t| t <= self.core.now)
+            {
+                self.listeners[i].paused_until = None;
+                self.accept(i);
+            }
+        }
+    }
+
+    // ---- accepting ----
+
+    fn accept(&mut self, i: usize) {
+        if self.stopping.is_some() {
+            return;
+        }
+        let mut accepted = 0;
+        loop {
+            let Some(listener) = self.listeners.get_mut(i) else {
+                return;
+            };
+            if listener.paused_until.is_some() {
+                return;
+            }
+            if accepted == self.opts.accepts_per_wakeup {
+                // Edge-triggered: nothing will announce the rest of the backlog.
+                self.ready_accepts.push(i);
+                return;
+            }
+            match listener.socket.accept() {
+                Ok((stream, peer)) => {
+                    accepted += 1;
+                    listener.backoff = self.opts.accept_backoff_min;
+                    self.route(stream, peer);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e)
+                    if e.kind() == io::ErrorKind::Interrupted
+                        || e.kind() == io::ErrorKind::ConnectionAborted =>
+                {
+                    continue;
+                }
+                Err(e) => {
+                    // EMFILE, ENFILE, ENOBUFS, ENOMEM: retrying at once would spin
+                    // on the same error; pause with a growing delay instead.
+                    let pause = listener.backoff;
+                    listener.paused_until = Some(self.core.now + pause);
+                    listener.backoff = (pause * 2).min(self.opts.accept_backoff_max);
+                    log::warn!(
+                        "loop {}: accept failed ({e}); pausing accepts for {pause:?}",
+                        self.core.loop_id
+                    );
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Gives an accepted socket to the loop the balancer picks (this one, with
+    /// SO_REUSEPORT).
+    fn route(&mut self, stream: TcpStream, peer: std::net::SocketAddr) {
+        let Some(balancer) = self.balancer.as_mut() else {
+            self.open(stream, false);
+            return;
+        };
+        self.core.engine.loop_open_counts(&mut self.open_counts);
+        let target = balancer.pick(Some(peer), &self.open_counts);
+        if target == self.core.loop_id {
+            self.open(stream, false);
+            return;
+        }
+        // Count it now so least-connections sees hand-offs still in flight.
+        let counters = self.core.engine.counters(target);
+        counters
+            .open
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if self
+            .core
+            .engine
+            .push_to_loop(target, Command::Adopt(stream))
+            .is_err()
+        {
+            counters
+                .open
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Registers a new connection and runs `on_open`. `counted`: the open counter
+    /// was already raised by the loop that accepted it.
+    fn open(&mut self, mut stream: TcpStream, counted: bool) {
+        let counters = self.core.engine.counters(self.core.loop_id);
+        if !counted {
+            counters
+                .open
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        bump(&counters.accepted, 1);
+        if self.opts.nodelay {
+            if let Err(e) = stream.set_nodelay(true) {
+                log::debug!("set_nodelay: {e}");
+            }
+        }
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        let registered = key <= MAX_CONN_KEY
+            && self
+                .poll
+                .registry()
+                .register(&mut stream, Token(key), Interest::READABLE)
+                .is_ok();
+        if !registered {
+            log::warn!(
+                "loop {}: could not register a connection",
+                self.core.loop_id
+            );
+            counters
+                .open
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            return;
+        }
+        let generation = self.next_generation;
+        self.next_generation = self.next_generation.wrapping_add(1);
+        entry.insert(Slot {
+            stream,
+            generation,
+            flags: REG_READ,
+            inbound: None,
+            outbound: None,
+            state: H::State::default(),
+        });
+        self.callback(key, Callback::Open);
+    }
+
+    // ---- reading ----
+
+    /// Reads until the socket is drained, the budget is spent or the connection
+    /// closes. `to_eof`: keep reading after a short read (the event said the peer
+    /// closed or errored, and that must be observed).
+    fn read(&mut self, key: usize, to_eof: bool) {
+        let mut budget = self.opts.read_budget;
+        loop {
+            let Some(slot) = self.conns.get_mut(key) else {
+                return;
+            };
+            if slot.flags & (PAUSED | CLOSE_AFTER_FLUSH | PEER_CLOSED) != 0 {
+                return;
+            }
+            let generation = slot.generation;
+            let n = match (&slot.stream).read(&mut self.rbuf) {
+                Ok(0) => {
+                    self.peer_closed(key);
+                    return;
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.close(key, io_reason(e));
+                    return;
+                }
+            };
+            bump(
+                &self.core.engine.counters(self.core.loop_id).bytes_in,
+                n as u64,
+            );
+            let input = match slot.inbound.as_mut() {
+                None => Input::Shared(n),
+                Some(inbound) => {
+                    if inbound.len() + n > self.opts.max_inbound {
+                        self.close(key, CloseReason::InboundOverflow);
+                        return;
+                    }
+                    inbound.extend_from_slice(&self.rbuf[..n]);
+                    Input::Own
+                }
+            };
+            self.callback(key, Callback::Traffic(input));
+            if self
+                .conns
+                .get(key)
+                .is_none_or(|s| s.generation != generation)
+            {
+                return;
+            }
+            budget = budget.saturating_sub(n);
+            if n < self.rbuf.len() && !to_eof {
+                // A short read drained the socket; with edge triggering the kernel
+                // reports the next arrival (or FIN) as a new event, so the extra
+                // read that would only return EAGAIN is skipped.
+                return;
+            }
+            if budget == 0 {
+                self.ready_reads.push((key, generation));
+                return;
+            }
+        }
+    }
+
+    fn peer_closed(&mut self, key: usize) {
+        let Some(slot) = self.conns.get_mut(key) else {
+            return;
+        };
+        slot.flags |= PEER_CLOSED;
+        if slot.outbound.is_none() {
+            self.close(key, CloseReason::PeerClosed);
+        } else {
+            self.update_interest(key);
+        }
+    }
+
+    // ---- callbacks ----
+
+    /// Runs one connection callback, then applies what it asked for: keeps unread
+    /// input, flushes output, closes.
+    fn callback(&mut self, key: usize, which: Callback) {
+        let Some(slot) = self.conns.get_mut(key) else {
+            return;
+        };
+        let id = ConnId {
+            loop_id: self.core.loop_id as u16,
+            slot: key as u32,
+            generation: slot.generation,
+        };
+        let input_kind = match which {
+            Callback::Traffic(input) => input,
+            _ => Input::None,
+        };
+        let Slot {
+            stream,
+            state,
+            inbound,
+            outbound,
+            ..
+        } = slot;
+        let input: &[u8] = match input_kind {
+            Input::None => &[],
+            Input::Shared(n) => &self.rbuf[..n],
+            Input::Own => inbound.as_deref().map_or(&[], |b| b.as_slice()),
+        };
+        let mut conn = Conn::new(
+            id,
+            stream,
+            state,
+            input,
+            outbound.as_deref_mut(),
+            &mut self.core,
+        );
+        let handler = &mut self.handler;
+        let result = panic::catch_unwind(AssertUnwindSafe(|| match which {
+            Callback::Open => handler.on_open(&mut conn),
+            Callback::Traffic(_) => handler.on_traffic(&mut conn),
+            Callback::Wake => handler.on_wake(&mut conn),
+            Callback::Writable => handler.on_writable(&mut conn),
+        }));
+        let (consumed, close, overflow) = (conn.consumed, conn.close, conn.overflow);
+
+        // Keep what the handler left unread.
+        match input_kind {
+            Input::None => {}
+            Input::Shared(n) => {
+                if consumed < n {
+                    let mut buf = self.pool.take();
+                    buf.extend_from_slice(&self.rbuf[consumed..n]);
+                    *inbound = Some(buf);
+                }
+            }
+            Input::Own => {
+                if let Some(buf) = inbound.as_mut() {
+                    buf.consume(consumed);
+                    if buf.is_empty() {
+                        if let Some(buf) = inbound.take() {
+                            self.pool.give(buf);
+                        }
+                    }
+                }
+            }
+        }
+
+        let action = match result {
+            Ok(action) => action,
+            Err(_) => {
+                log::error!("handler panicked on {id}; closing it");
+                self.core.scratch.clear();
+                self.close(key, CloseReason::Panic);
+                return;
+            }
+        };
+        if overflow {
+            self.core.scratch.clear();
+            self.close(key, CloseReason::WriteOverflow);
+            return;
+        }
+        if !self.flush_scratch(key) {
+            return;
+        }
+        match action {
+            Action::Continue => {}
+            Action::Close => {
+                self.close(key, CloseReason::Local);
+                return;
+            }
+            Action::Shutdown => self.core.engine.signal_stop(self.opts.shutdown_timeout),
+        }
+        match close {
+            CloseRequest::None => {}
+            CloseRequest::Now => self.close(key, CloseReason::Local),
+            CloseRequest::AfterFlush => {
+                if let Some(slot) = self.conns.get_mut(key) {
+                    slot.flags |= CLOSE_AFTER_FLUSH;
+                    if slot.outbound.is_none() {
+                        self.close(key, CloseReason::Local);
+                    } else {
+                        self.update_interest(key);
+                    }
+                }
+            }
+        }
+    }
+
+    // ---- writing ----
+
+    /// Sends what the last callback wrote into the loop's scratch buffer. Returns
+    /// false if the connection closed on a write error.
+    fn flush_scratch(&mut self, key: usize) -> bool {
+        if self.core.scratch.is_empty() {
+            return self.check_watermark(key);
+        }
+        let scratch = std::mem::take(&mut self.core.scratch);
+        let alive = self.write_or_queue(key, &scratch);
+        self.core.scratch = scratch;
+        self.core.scratch.clear();
+        if self.core.scratch.capacity() > 4 * self.opts.read_buffer_size {
+            // One huge write must not pin that much memory for the loop's lifetime.
+            self.core.scratch = Vec::with_capacity(self.opts.read_buffer_size);
+        }
+        alive
+    }
+
+    /// Writes `data` now if nothing is pending, keeping what the socket does not
+    /// take; appends to the pending output otherwise. Returns false if the
+    /// connection closed.
+    fn write_or_queue(&mut self, key: usize, data: &[u8]) -> bool {
+        let Some(slot) = self.conns.get_mut(key) else {
+            return false;
+        };
+        if let Some(out) = slot.outbound.as_mut() {
+            if out.len() + data.len() > self.opts.max_outbound {
+                self.close(key, CloseReason::WriteOverflow);
+                return false;
+            }
+            out.extend_from_slice(data);
+            return self.check_watermark(key);
+        }
+        let written = match write_nonblocking(&slot.stream, data) {
+            Ok(n) => n,
+            Err(e) => {
+                self.close(key, io_reason(e));
+                return false;
+            }
+        };
+        bump(
+            &self.core.engine.counters(self.core.loop_id).bytes_out,
+            written as u64,
+        );
+        if written < data.len() {
+            let mut buf = self.pool.take();
+            buf.extend_from_slice(&data[written..]);
+            slot.outbound = Some(buf);
+            self.update_interest(key);
+            return self.check_watermark(key);
+        }
+        true
+    }
+
+    /// Pauses reading above the high watermark.
+    fn check_watermark(&mut self, key: usize) -> bool {
+        let Some(slot) = self.conns.get_mut(key) else {
+            return false;
+        };
+        let pending = slot.outbound.as_ref().map_or(0, |b| b.len());
+        if pending > self.opts.write_high_watermark && slot.flags & PAUSED == 0 {
+            slot.flags |= PAUSED;
+            self.update_interest(key);
+        }
+        true
+    }
+
+    fn on_writable_event(&mut self, key: usize) {
+        let Some(slot) = self.conns.get_mut(key) else {
+            return;
+        };
+        let Some(out) = slot.outbound.as_mut() else {
+            return;
+        };
+        let written = match write_nonblocking(&slot.stream, out.as_slice()) {
+            Ok(n) => n,
+            Err(e) => {
+                self.close(key, io_reason(e));
+                return;
+            }
+        };
+        bump(
+            &self.core.engine.counters(self.core.loop_id).bytes_out,
+            written as u64,
+        );
+        out.consume(written);
+        let left = out.len();
+        if left == 0 {
+            if let Some(buf) = slot.outbound.take() {
+                self.pool.give(buf);
+            }
+            if slot.flags & PEER_CLOSED != 0 {
+                self.close(key, CloseReason::PeerClosed);
+                return;
+            }
+            if slot.flags & CLOSE_AFTER_FLUSH != 0 {
+                self.close(key, CloseReason::Local);
+                return;
+            }
+        }
+        let resume = slot.flags & PAUSED != 0 && left <= self.opts.write_low_watermark;
+        if resume {
+            slot.flags &= !PAUSED;
+        }
+        self.update_interest(key);
+        if resume {
+            let generation = slot_generation(&self.conns, key);
+            self.callback(key, Callback::Writable);
+            // Bytes that arrived while paused raised no new edge; read them now.
+            if let Some(generation) = generation {
+                self.ready_reads.push((key, generation));
+            }
+        }
+    }
+
+    /// Registers exactly the interest the connection's state calls for.
+    fn update_interest(&mut self, key: usize) {
+        let Some(slot) = self.conns.get_mut(key) else {
+            return;
+        };
+        let want_read = slot.flags & (PAUSED | PEER_CLOSED | CLOSE_AFTER_FLUSH) == 0;
+        let want_write = slot.outbound.is_some();
+        let have = slot.flags & (REG_READ | REG_WRITE);
+        let want = (want_read as u8 * REG_READ) | (want_write as u8 * REG_WRITE);
+        if want == have || want == 0 {
+            // mio needs some interest; a connection that neither reads nor writes is
+            // about to close, so its registration can stay as it is.
+            return;
+        }
+        let interest = match (want_read, want_write) {
+            (true, true) => Interest::READABLE | Interest::WRITABLE,
+            (true, false) => Interest::READABLE,
+            _ => Interest::WRITABLE,
+        };
+        match self
+            .poll
+            .registry()
+            .reregister(&mut slot.stream, Token(key), interest)
+        {
+            Ok(()) => slot.flags = (slot.flags & !(REG_READ | REG_WRITE)) | want,
+            Err(e) => self.close(key, CloseReason::Io(e)),
+        }
+    }
+
+    // ---- closing ----
+
+    /// Removes the connection, runs `on_close` once, returns its buffers.
+    fn close(&mut self, key: usize, reason: CloseReason) {
+        let Some(mut slot) = self.conns.try_remove(key) else {
+            return;
+        };
+        if reason.is_local() {
+            if let Some(out) = slot.outbound.as_ref() {
+                // Best effort, never blocking: whatever the socket takes now.
+                let _ = write_nonblocking(&slot.stream, out.as_slice());
+            }
+        }
+        let id = ConnId {
+            loop_id: self.core.loop_id as u16,
+            slot: key as u32,
+            generation: slot.generation,
+        };
+        let mut conn = Conn::new(id, &slot.stream, &mut slot.state, &[], None, &mut self.core);
+        conn.discard = true;
+        let handler = &mut self.handler;
+        if panic::catch_unwind(AssertUnwindSafe(|| handler.on_close(&mut conn, &reason))).is_err() {
+            log::error!("on_close panicked on {id}");
+        }
+        for buf in [slot.inbound.take(), slot.outbound.take()]
+            .into_iter()
+            .flatten()
+        {
+            self.pool.give(buf);
+        }
+        let counters = self.core.engine.counters(self.core.loop_id);
+        counters
+            .open
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        bump(&counters.closed, 1);
+        // Dropping the stream closes the socket, which also removes it from epoll.
+    }
+
+    // ---- commands from other threads ----
+
+    fn drain_inbox(&mut self) {
+        let mut commands = std::mem::take(&mut self.commands);
+        self.core
+            .engine
+            .inbox(self.core.loop_id)
+            .drain_into(&mut commands);
+        for cmd in commands.drain(..) {
+            match cmd {
+                Command::Send(id, data) => {
+                    if let Some(key) = self.lookup(id) {
+                        self.write_or_queue(key, &data);
+                    }
+                }
+                Command::Close(id) => {
+                    if let Some(key) = self.lookup(id) {
+                        self.close(key, CloseReason::Local);
+                    }
+                }
+                Command::Wake(id) => {
+                    if let Some(key) = self.lookup(id) {
+                        self.callback(key, Callback::Wake);
+                    }
+                }
+                Command::Adopt(stream) => {
+                    if self.stopping.is_some() {
+                        let counters = self.core.engine.counters(self.core.loop_id);
+                        counters
+                            .open
+                            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                    } else {
+                        self.open(stream, true);
+                    }
+                }
+                Command::Stop { drain } => self.begin_stop(drain),
+            }
+        }
+        self.commands = commands;
+    }
+
+    /// The slab key of `id`, if that connection is still the one in its slot.
+    fn lookup(&self, id: ConnId) -> Option<usize> {
+        let key = id.slot as usize;
+        match self.conns.get(key) {
+            Some(slot) if slot.generation == id.generation => Some(key),
+            _ => {
+                bump(
+                    &self.core.engine.counters(self.core.loop_id).stale_commands,
+                    1,
+                );
+                log::debug!(
+                    "loop {}: dropped a command for stale {id}",
+                    self.core.loop_id
+                );
+                None
+            }
+        }
+    }
+
+    // ---- stopping ----
+
+    fn begin_stop(&mut self, drain: Duration) {
+        if self.stopping.is_some() {
+            return;
+        }
+        for mut l in self.listeners.drain(..) {
+            let _ = self.poll.registry().deregister(&mut l.socket);
+        }
+        self.ready_accepts.clear();
+        self.stopping = Some(self.core.now + drain);
+        self.with_ctx(|h, ctx| h.on_shutdown(ctx));
+        self.close_flushed_while_stopping();
+    }
+
+    fn close_flushed_while_stopping(&mut self) {
+        let idle: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, s)| s.outbound.is_none())
+            .map(|(k, _)| k)
+            .collect();
+        for key in idle {
+            self.close(key, CloseReason::Shutdown);
+        }
+    }
+}
+
+fn slot_generation<S>(conns: &Slab<Slot<S>>, key: usize) -> Option<u32> {
+    conns.get(key).map(|s| s.generation)
+}
+
+/// One `write(2)`, retried on EINTR; `WouldBlock` counts as zero bytes written.
+fn write_nonblocking(mut stream: &TcpStream, data: &[u8]) -> io::Result<usize> {
+    if data.is_empty() {
+        return Ok(0);
+    }
+    loop {
+        match stream.write(data) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn io_reason(e: io::Error) -> CloseReason {
+    match e.kind() {
+        io::ErrorKind::ConnectionReset
+        | io::ErrorKind::BrokenPipe
+        | io::ErrorKind::ConnectionAborted => CloseReason::Reset,
+        _ => CloseReason::Io(e),
+    }
+}

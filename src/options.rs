@@ -1,0 +1,85 @@
+//! Engine options: loops, accepting, buffers, limits and socket settings.
+
+use std::time::Duration;
+
+use crate::lb::LoadBalancer;
+
+/// Tunables of an engine. Every field has a documented default.
+///
+/// Usually set through [`EngineBuilder`](crate::EngineBuilder) methods; the
+/// struct is public so a whole configuration can be built, stored and passed at
+/// once with [`EngineBuilder::options`](crate::EngineBuilder::options).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Options {
+    /// Event loops, one OS thread each. Default: available cores.
+    pub loops: usize,
+    /// One `SO_REUSEPORT` listener per loop, balanced by the kernel (default on
+    /// Linux). When off, loop 0 accepts and hands sockets out by `load_balancer`.
+    pub reuse_port: bool,
+    /// How a shared listener picks a loop. Default: round robin.
+    pub load_balancer: LoadBalancer,
+    /// `listen(2)` backlog. Default: 1024.
+    pub backlog: i32,
+    /// The loop's shared read buffer, bytes. Default: 64 KiB (gnet, Netty's
+    /// adaptive maximum).
+    pub read_buffer_size: usize,
+    /// Bytes read from one connection per wakeup before the loop serves the others
+    /// (fairness under edge triggering). Default: 1 MiB.
+    pub read_budget: usize,
+    /// Capacity of the pooled per-connection buffers. Default: 4 KiB.
+    pub pool_buffer_size: usize,
+    /// Buffers kept idle in each loop's pool. Default: 1024.
+    pub pool_max_idle: usize,
+    /// Above this many pending outbound bytes the connection stops being read and
+    /// [`Conn::is_writable`](crate::Conn::is_writable) turns false. Default: 64 KiB.
+    pub write_high_watermark: usize,
+    /// Reading resumes and `on_writable` runs once pending output falls to this.
+    /// Default: 32 KiB.
+    pub write_low_watermark: usize,
+    /// Pending outbound bytes beyond which the connection is closed with
+    /// [`CloseReason::WriteOverflow`](crate::CloseReason::WriteOverflow).
+    /// Default: 4 MiB.
+    pub max_outbound: usize,
+    /// Unconsumed inbound bytes beyond which the connection is closed with
+    /// [`CloseReason::InboundOverflow`](crate::CloseReason::InboundOverflow).
+    /// Default: 8 MiB + 64 KiB (a maximal default frame plus one read).
+    pub max_inbound: usize,
+    /// Connections accepted per listener per wakeup, so a connection storm does
+    /// not starve established connections. Default: 64.
+    pub accepts_per_wakeup: usize,
+    /// First pause of accepting after `EMFILE`/`ENFILE`; doubles per failure up to
+    /// `accept_backoff_max`. Default: 100 ms.
+    pub accept_backoff_min: Duration,
+    /// Longest pause of accepting after descriptor exhaustion. Default: 1 s.
+    pub accept_backoff_max: Duration,
+    /// How long [`Engine::stop`](crate::Engine::stop) waits for pending output to
+    /// drain before closing what is left. Default: 5 s.
+    pub shutdown_timeout: Duration,
+    /// `TCP_NODELAY` on accepted and dialed sockets. Default: on.
+    pub nodelay: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            loops: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            reuse_port: cfg!(target_os = "linux"),
+            load_balancer: LoadBalancer::RoundRobin,
+            backlog: 1024,
+            read_buffer_size: 64 * 1024,
+            read_budget: 1024 * 1024,
+            pool_buffer_size: 4 * 1024,
+            pool_max_idle: 1024,
+            write_high_watermark: 64 * 1024,
+            write_low_watermark: 32 * 1024,
+            max_outbound: 4 * 1024 * 1024,
+            max_inbound: 8 * 1024 * 1024 + 64 * 1024,
+            accepts_per_wakeup: 64,
+            accept_backoff_min: Duration::from_millis(100),
+            accept_backoff_max: Duration::from_secs(1),
+            shutdown_timeout: Duration::from_secs(5),
+            nodelay: true,
+        }
+    }
+}

@@ -1,0 +1,581 @@
+//! The timing wheel itself.
+//!
+//! Layout: [`LEVELS`] levels of [`SLOTS`] slots. A slot of level `L` spans
+//! `64^L` ms, so level 0 resolves single ticks and level 5 spans `2^36` ms
+//! (about 2.2 years). Every slot is the head of an intrusive doubly-linked
+//! list threaded through a slab of nodes by `u32` index, and every level has
+//! a `u64` occupancy bitmap so the next non-empty slot is one
+//! `rotate_right` + `trailing_zeros` away.
+//!
+//! An armed timer sits on the level given by the highest bit in which its
+//! deadline differs from `elapsed` (the wheel's notion of "now"), in the slot
+//! named by the deadline's 6-bit digit for that level. Two consequences carry
+//! the whole design:
+//!
+//! * A timer's list is a pure function of `(elapsed, deadline)` (see
+//!   [`TimerWheel::list_for`]), so nodes need not store where they live, which
+//!   keeps them at 32 bytes for an 8-byte payload.
+//! * Below the top level, an occupied slot always lies ahead of `elapsed`'s
+//!   digit, so the lowest occupied level holds the earliest slot and slots
+//!   can be visited in time order without scanning.
+//!
+//! When `elapsed` reaches the start of an occupied slot of level `L > 0`,
+//! its timers are re-filed relative to the new `elapsed` ("cascaded"); each
+//! lands on a strictly lower level, so a timer cascades at most
+//! `LEVELS - 1` times. Reaching a level-0 slot moves its whole list onto the
+//! pending list in O(1): all of its timers share that exact deadline.
+//!
+//! Deadlines further than [`RANGE_MS`] ahead (more precisely: outside the
+//! `2^36`-aligned block that holds `elapsed`) are filed on the top level by
+//! their level-5 digit. That slot's start is at most their deadline, so they
+//! are simply re-filed when it is reached, once per `2^36` ms at most.
+
+use std::fmt;
+use std::mem;
+use std::num::{NonZeroU32, NonZeroU64};
+
+/// log2 of the number of slots per level.
+const SLOT_BITS: u32 = 6;
+/// Slots per level: one `u64` occupancy bitmap covers a level.
+const SLOTS: usize = 1 << SLOT_BITS;
+const SLOT_MASK: u64 = SLOTS as u64 - 1;
+/// Six levels reach 2^36 ms, comfortably beyond the ≥ 1 day requirement.
+const LEVELS: usize = 6;
+/// Marks the end of a list and of the free list.
+const NIL: u32 = u32::MAX;
+/// One value of the `u64` range is given up to make room for the niche that
+/// keeps vacant-node bookkeeping free (see [`Armed`]).
+const MAX_DEADLINE: u64 = u64::MAX - 1;
+
+/// Span of time, in ms, that the wheel files without re-cascading:
+/// `64^6` ms, about 795 days.
+///
+/// Timers may be armed further out than this; they are parked on the top
+/// level and re-filed once per `RANGE_MS` until their deadline comes within
+/// range, which costs one extra O(1) move each time.
+pub const RANGE_MS: u64 = 1 << (SLOT_BITS as usize * LEVELS);
+
+/// Handle to a timer armed in a [`TimerWheel`].
+///
+/// It stays cheap to keep around after the timer fired or was cancelled:
+/// the generation makes stale handles miss instead of hitting whichever
+/// timer later reuses the same slab slot. `Option<TimerId>` is 8 bytes,
+/// the same as `TimerId`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TimerId {
+    index: u32,
+    generation: NonZeroU32,
+}
+
+impl TimerId {
+    /// Slab slot of the timer. Slots are reused, so this alone does not
+    /// identify a timer; it is exposed for logging and for callers that want
+    /// a dense key.
+    pub fn index(self) -> u32 {
+        self.index
+    }
+
+    /// Generation of the slot when the timer was armed; bumped every time the
+    /// slot is freed.
+    pub fn generation(self) -> u32 {
+        self.generation.get()
+    }
+}
+
+/// Slab node. `next` doubles as the free-list link while the node is vacant.
+struct Node<T> {
+    next: u32,
+    prev: u32,
+    generation: NonZeroU32,
+    armed: Option<Armed<T>>,
+}
+
+/// Payload of an armed node.
+///
+/// The deadline is stored plus one in a `NonZeroU64` so that `Option<Armed<T>>`
+/// needs no separate tag: a node stays at 32 bytes for `T = u64` instead of 40.
+struct Armed<T> {
+    deadline_plus_one: NonZeroU64,
+    payload: T,
+}
+
+impl<T> Armed<T> {
+    fn new(deadline: u64, payload: T) -> Self {
+        debug_assert!(deadline <= MAX_DEADLINE);
+        Armed {
+            deadline_plus_one: NonZeroU64::MIN.saturating_add(deadline),
+            payload,
+        }
+    }
+
+    fn deadline(&self) -> u64 {
+        self.deadline_plus_one.get() - 1
+    }
+
+    fn set_deadline(&mut self, deadline: u64) {
+        debug_assert!(deadline <= MAX_DEADLINE);
+        self.deadline_plus_one = NonZeroU64::MIN.saturating_add(deadline);
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Level {
+    /// Bit `s` is set iff `heads[s]` is a non-empty list.
+    occupied: u64,
+    heads: [u32; SLOTS],
+}
+
+const EMPTY_LEVEL: Level = Level {
+    occupied: 0,
+    heads: [NIL; SLOTS],
+};
+
+/// Which list a node is on; derived, never stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum List {
+    /// Due: deadline at or before `elapsed`, waiting to be popped.
+    Pending,
+    Slot { level: usize, slot: usize },
+}
+
+/// A hierarchical timing wheel holding timers with a payload `T`.
+///
+/// See the [module documentation](crate::timer) for an example and the
+/// performance characteristics.
+///
+/// Ordering: [`poll_expired`](Self::poll_expired) returns timers in order of
+/// their *effective* deadline, `max(deadline, now())` at the time the timer
+/// was inserted or last reset. Timers with the same effective deadline come
+/// out in unspecified order. In particular, timers armed with a deadline that
+/// had already passed fire on the next poll, in unspecified order among
+/// themselves, but before anything with a later deadline.
+pub struct TimerWheel<T> {
+    nodes: Vec<Node<T>>,
+    free_head: u32,
+    len: usize,
+    /// The wheel's "now": every slot before it has been processed.
+    elapsed: u64,
+    levels: [Level; LEVELS],
+    /// Due timers, all with effective deadline `elapsed`; the wheel does not
+    /// advance while this is non-empty, which is what keeps pops in order.
+    pending_head: u32,
+    /// Lower bound of the raw deadlines on the pending list, valid while it
+    /// is non-empty. Not raised on cancel, hence only a bound.
+    pending_min: u64,
+}
+
+impl<T> TimerWheel<T> {
+    /// Creates an empty wheel whose clock reads `now_ms`.
+    pub fn new(now_ms: u64) -> Self {
+        Self::with_capacity(now_ms, 0)
+    }
+
+    /// Creates an empty wheel whose clock reads `now_ms`, with room for `cap`
+    /// timers before the node slab has to grow.
+    pub fn with_capacity(now_ms: u64, cap: usize) -> Self {
+        TimerWheel {
+            nodes: Vec::with_capacity(cap),
+            free_head: NIL,
+            len: 0,
+            elapsed: now_ms,
+            levels: [EMPTY_LEVEL; LEVELS],
+            pending_head: NIL,
+            pending_min: now_ms,
+        }
+    }
+
+    /// Number of armed timers, including due ones not yet polled.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no timer is armed.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Number of timers the node slab holds without reallocating.
+    pub fn capacity(&self) -> usize {
+        self.nodes.capacity()
+    }
+
+    /// The wheel's clock: the latest time it has been advanced to.
+    ///
+    /// It lags the `now_ms` last given to [`poll_expired`](Self::poll_expired)
+    /// until that call has returned every due timer, since the wheel only
+    /// moves on once the current tick is drained.
+    pub fn now(&self) -> u64 {
+        self.elapsed
+    }
+
+    /// Arms a timer that fires at `deadline_ms` and returns its handle.
+    ///
+    /// A deadline at or before [`now`](Self::now) is due immediately: the next
+    /// [`poll_expired`](Self::poll_expired) returns it. `u64::MAX` is treated
+    /// as `u64::MAX - 1`.
+    ///
+    /// # Panics
+    ///
+    /// If `u32::MAX - 1` timers are already armed (about 128 GiB of nodes).
+    pub fn insert(&mut self, deadline_ms: u64, payload: T) -> TimerId {
+        let deadline = deadline_ms.min(MAX_DEADLINE);
+        let armed = Some(Armed::new(deadline, payload));
+        let index = if self.free_head != NIL {
+            let index = self.free_head;
+            let node = &mut self.nodes[index as usize];
+            self.free_head = node.next;
+            node.armed = armed;
+            index
+        } else {
+            let index = self.nodes.len();
+            assert!(index < NIL as usize, "TimerWheel: too many timers");
+            self.nodes.push(Node {
+                next: NIL,
+                prev: NIL,
+                generation: NonZeroU32::MIN,
+                armed,
+            });
+            index as u32
+        };
+        self.link(index, deadline);
+        self.len += 1;
+        TimerId {
+            index,
+            generation: self.nodes[index as usize].generation,
+        }
+    }
+
+    /// Disarms a timer and returns its payload, or `None` (doing nothing) if
+    /// `id` already fired or was cancelled.
+    pub fn cancel(&mut self, id: TimerId) -> Option<T> {
+        let deadline = self.deadline(id)?;
+        self.unlink(id.index, deadline);
+        self.release(id.index).map(|armed| armed.payload)
+    }
+
+    /// Moves an armed timer to `new_deadline_ms`, keeping its handle and
+    /// payload. Returns `false` (doing nothing) if `id` already fired or was
+    /// cancelled.
+    ///
+    /// This is the idle-timeout fast path: no allocation, and when the new
+    /// deadline falls in the same slot as the old one (common for frequent
+    /// re-arms far ahead) only the deadline is rewritten. A deadline at or
+    /// before [`now`](Self::now) makes the timer due, as with
+    /// [`insert`](Self::insert).
+    pub fn reset(&mut self, id: TimerId, new_deadline_ms: u64) -> bool {
+        let Some(old) = self.deadline(id) else {
+            return false;
+        };
+        let new = new_deadline_ms.min(MAX_DEADLINE);
+        let (from, to) = (self.list_for(old), self.list_for(new));
+        if from != to {
+            self.unlink(id.index, old);
+        }
+        if let Some(armed) = &mut self.nodes[id.index as usize].armed {
+            armed.set_deadline(new);
+        }
+        if from != to {
+            self.link(id.index, new);
+        } else if to == List::Pending {
+            self.pending_min = self.pending_min.min(new);
+        }
+        true
+    }
+
+    /// Deadline of an armed timer, or `None` if `id` already fired or was
+    /// cancelled.
+    pub fn deadline(&self, id: TimerId) -> Option<u64> {
+        let node = self.nodes.get(id.index as usize)?;
+        if node.generation != id.generation {
+            return None;
+        }
+        node.armed.as_ref().map(Armed::deadline)
+    }
+
+    /// When the reactor must next call [`poll_expired`](Self::poll_expired):
+    /// a lower bound on the earliest deadline, or `None` if no timer is armed.
+    ///
+    /// The bound is exact when the earliest timer is due within the current
+    /// 64 ms block of [`now`](Self::now). Otherwise it is the start of the
+    /// slot holding that timer, at which point polling re-files the slot and
+    /// the bound tightens, so a far timer costs at most `5` early wake-ups
+    /// over its whole life. The result is at most `now()` exactly when some
+    /// timer is already due.
+    pub fn next_expiry(&self) -> Option<u64> {
+        if self.pending_head != NIL {
+            return Some(self.pending_min);
+        }
+        let level = self.lowest_occupied_level()?;
+        Some(self.next_slot(level).1)
+    }
+
+    /// Advances the clock to `now_ms` and pops one timer whose deadline is at
+    /// or before it, earliest first; call it until it returns `None`.
+    ///
+    /// The clock stops at the tick being drained, so between two calls the
+    /// caller may insert, cancel or reset timers (including the ones about
+    /// to fire) and ordering is preserved. Advancing skips empty stretches
+    /// with the bitmaps, so its cost depends on the number of occupied slots
+    /// crossed, not on the time elapsed. A `now_ms` earlier than
+    /// [`now`](Self::now) does not move the clock back.
+    pub fn poll_expired(&mut self, now_ms: u64) -> Option<(TimerId, T)> {
+        if self.pending_head == NIL {
+            self.advance(now_ms);
+        }
+        let index = self.pending_head;
+        if index == NIL {
+            return None;
+        }
+        let next = self.nodes[index as usize].next;
+        self.pending_head = next;
+        if next != NIL {
+            self.nodes[next as usize].prev = NIL;
+        }
+        let generation = self.nodes[index as usize].generation;
+        let armed = self.release(index)?;
+        Some((TimerId { index, generation }, armed.payload))
+    }
+
+    /// Processes occupied slots up to `now` until some timer becomes due.
+    /// Only called with an empty pending list.
+    fn advance(&mut self, now: u64) {
+        debug_assert_eq!(self.pending_head, NIL);
+        while self.pending_head == NIL {
+            let Some(level) = self.lowest_occupied_level() else {
+                break;
+            };
+            let (slot, start) = self.next_slot(level);
+            if start > now {
+                break;
+            }
+            // Every other slot starts later, so no timer is skipped.
+            self.elapsed = start;
+            self.cascade(level, slot);
+        }
+        if self.pending_head == NIL && now > self.elapsed {
+            // Nothing starts in (elapsed, now]: every timer keeps its list.
+            self.elapsed = now;
+        }
+    }
+
+    /// Empties the slot that `elapsed` just reached and re-files its timers.
+    fn cascade(&mut self, level: usize, slot: usize) {
+        let lvl = &mut self.levels[level];
+        let mut cursor = mem::replace(&mut lvl.heads[slot], NIL);
+        lvl.occupied &= !(1 << slot);
+        if level == 0 {
+            // A level-0 slot holds exactly one deadline, `elapsed`.
+            debug_assert_eq!(self.pending_head, NIL);
+            self.pending_head = cursor;
+            self.pending_min = self.elapsed;
+            return;
+        }
+        while cursor != NIL {
+            let node = &self.nodes[cursor as usize];
+            let next = node.next;
+            match &node.armed {
+                Some(armed) => {
+                    let deadline = armed.deadline();
+                    debug_assert!(deadline >= self.elapsed);
+                    self.link(cursor, deadline);
+                }
+                None => debug_assert!(false, "vacant node on slot list"),
+            }
+            cursor = next;
+        }
+    }
+
+    fn lowest_occupied_level(&self) -> Option<usize> {
+        self.levels.iter().position(|level| level.occupied != 0)
+    }
+
+    /// First occupied slot of `level` after `elapsed`, and its start time.
+    fn next_slot(&self, level: usize) -> (usize, u64) {
+        let shift = level as u32 * SLOT_BITS;
+        let occupied = self.levels[level].occupied;
+        debug_assert_ne!(occupied, 0);
+        // Start the search just past elapsed's own digit: below the top level
+        // that slot is always empty, and on the top level it can only hold
+        // out-of-range timers, which are due a full revolution later.
+        let from = (((self.elapsed >> shift) + 1) & SLOT_MASK) as u32;
+        let slot = (from + occupied.rotate_right(from).trailing_zeros()) & SLOT_MASK as u32;
+        let level_span = 1u64 << (shift + SLOT_BITS);
+        let level_start = self.elapsed & !(level_span - 1);
+        let start = level_start + (u64::from(slot) << shift);
+        let start = if start <= self.elapsed {
+            // Only out-of-range timers on the top level wrap around.
+            debug_assert_eq!(level, LEVELS - 1);
+            start.saturating_add(level_span)
+        } else {
+            start
+        };
+        (slot as usize, start)
+    }
+
+    /// The list a timer with `deadline` belongs on, given the current clock.
+    fn list_for(&self, deadline: u64) -> List {
+        if deadline <= self.elapsed {
+            return List::Pending;
+        }
+        let level = level_for(self.elapsed, deadline);
+        let slot = (deadline >> (level as u32 * SLOT_BITS)) & SLOT_MASK;
+        List::Slot {
+            level,
+            slot: slot as usize,
+        }
+    }
+
+    /// Pushes node `index`, armed with `deadline`, onto the front of its list.
+    fn link(&mut self, index: u32, deadline: u64) {
+        let head = match self.list_for(deadline) {
+            List::Pending => {
+                self.pending_min = if self.pending_head == NIL {
+                    deadline
+                } else {
+                    self.pending_min.min(deadline)
+                };
+                &mut self.pending_head
+            }
+            List::Slot { level, slot } => {
+                let lvl = &mut self.levels[level];
+                lvl.occupied |= 1 << slot;
+                &mut lvl.heads[slot]
+            }
+        };
+        let old = mem::replace(head, index);
+        if old != NIL {
+            self.nodes[old as usize].prev = index;
+        }
+        let node = &mut self.nodes[index as usize];
+        node.prev = NIL;
+        node.next = old;
+    }
+
+    /// Takes node `index`, armed with `deadline`, off its list.
+    fn unlink(&mut self, index: u32, deadline: u64) {
+        let node = &self.nodes[index as usize];
+        let (prev, next) = (node.prev, node.next);
+        if next != NIL {
+            self.nodes[next as usize].prev = prev;
+        }
+        if prev != NIL {
+            self.nodes[prev as usize].next = next;
+            return;
+        }
+        // The node heads its list; find which one to update.
+        match self.list_for(deadline) {
+            List::Pending => {
+                debug_assert_eq!(self.pending_head, index);
+                self.pending_head = next;
+            }
+            List::Slot { level, slot } => {
+                let lvl = &mut self.levels[level];
+                debug_assert_eq!(lvl.heads[slot], index);
+                lvl.heads[slot] = next;
+                if next == NIL {
+                    lvl.occupied &= !(1 << slot);
+                }
+            }
+        }
+    }
+
+    /// Returns an unlinked node to the free list, invalidating its handles.
+    fn release(&mut self, index: u32) -> Option<Armed<T>> {
+        let node = &mut self.nodes[index as usize];
+        let armed = node.armed.take();
+        debug_assert!(armed.is_some(), "releasing a vacant node");
+        node.generation = node.generation.checked_add(1).unwrap_or(NonZeroU32::MIN);
+        node.next = self.free_head;
+        node.prev = NIL;
+        self.free_head = index;
+        self.len -= 1;
+        armed
+    }
+}
+
+/// Level on which a timer due at `deadline` (> `elapsed`) is filed: the one
+/// holding the highest bit in which the two differ, capped at the top level.
+fn level_for(elapsed: u64, deadline: u64) -> usize {
+    // OR-ing in the level-0 digit bits makes deadlines within the same
+    // 64 ms block land on level 0 and keeps leading_zeros below 64.
+    let diff = (elapsed ^ deadline) | SLOT_MASK;
+    if diff >= RANGE_MS {
+        return LEVELS - 1;
+    }
+    let significant = u64::BITS - 1 - diff.leading_zeros();
+    (significant / SLOT_BITS) as usize
+}
+
+impl<T> fmt::Debug for TimerWheel<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TimerWheel")
+            .field("now", &self.elapsed)
+            .field("len", &self.len)
+            .field("next_expiry", &self.next_expiry())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_is_small() {
+        assert_eq!(mem::size_of::<Node<u64>>(), 32);
+        assert_eq!(mem::size_of::<Node<(u32, u8)>>(), 32);
+        assert_eq!(mem::size_of::<Option<TimerId>>(), 8);
+    }
+
+    #[test]
+    fn level_boundaries() {
+        assert_eq!(level_for(0, 1), 0);
+        assert_eq!(level_for(0, 63), 0);
+        assert_eq!(level_for(0, 64), 1);
+        assert_eq!(level_for(0, 4095), 1);
+        assert_eq!(level_for(0, 4096), 2);
+        assert_eq!(level_for(0, RANGE_MS - 1), 5);
+        assert_eq!(level_for(0, RANGE_MS), 5);
+        assert_eq!(level_for(0, u64::MAX - 1), 5);
+        // Crossing a 64 ms boundary one tick ahead still needs level 1.
+        assert_eq!(level_for(63, 64), 1);
+        assert_eq!(level_for(RANGE_MS - 1, RANGE_MS), 5);
+    }
+
+    #[test]
+    fn list_is_derivable_after_partial_advance() {
+        let mut wheel = TimerWheel::new(10);
+        let id = wheel.insert(10 + 5000, 1u64);
+        assert!(wheel.poll_expired(4000).is_none());
+        // The timer has not been re-filed yet, but cancel still finds it.
+        assert_eq!(wheel.cancel(id), Some(1));
+        assert_eq!(wheel.levels.iter().map(|l| l.occupied).sum::<u64>(), 0);
+    }
+
+    #[test]
+    fn out_of_range_timer_wraps_on_top_level() {
+        let start = 5 * RANGE_MS + 123;
+        let mut wheel = TimerWheel::new(start);
+        let far = start + 3 * RANGE_MS;
+        let id = wheel.insert(far, ());
+        let next = wheel.next_expiry().unwrap_or(u64::MAX);
+        assert!(next > start && next <= far);
+        assert!(wheel.poll_expired(far - 1).is_none());
+        assert_eq!(wheel.deadline(id), Some(far));
+        assert_eq!(wheel.next_expiry(), Some(far));
+        assert_eq!(wheel.poll_expired(far).map(|(i, ())| i), Some(id));
+    }
+
+    #[test]
+    fn generation_wraps_to_one() {
+        let mut wheel = TimerWheel::new(0);
+        let id = wheel.insert(5, ());
+        wheel.nodes[id.index as usize].generation = NonZeroU32::MAX;
+        let id = TimerId {
+            index: id.index,
+            generation: NonZeroU32::MAX,
+        };
+        assert_eq!(wheel.cancel(id), Some(()));
+        assert_eq!(wheel.nodes[id.index as usize].generation, NonZeroU32::MIN);
+    }
+}
