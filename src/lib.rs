@@ -3,6 +3,7 @@
 #![deny(unsafe_code)]
 
 pub mod buffer;
+pub mod client;
 mod conn;
 mod ctx;
 mod engine;

@@ -1,0 +1,3 @@
+//! Client side: reconnect policy with exponential backoff.
+
+pub mod backoff;
