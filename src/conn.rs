@@ -7,9 +7,22 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 use socket2::SockRef;
 
+use std::collections::BTreeMap;
+
 use crate::buffer::Buf;
 use crate::engine::Engine;
+use crate::handler::Idle;
 use crate::id::ConnId;
+use crate::timeouts::{TimeoutCfg, Timing};
+use crate::timer::{TimerId, TimerWheel};
+
+/// A user timer's wheel payload.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct UserTimer {
+    pub(crate) slot: u32,
+    pub(crate) generation: u32,
+    pub(crate) key: u64,
+}
 
 /// Loop-wide context shared by every callback of one loop.
 #[derive(Debug)]
@@ -22,6 +35,27 @@ pub(crate) struct LoopCore {
     pub(crate) now: Instant,
     pub(crate) max_outbound: usize,
     pub(crate) high_watermark: usize,
+    /// The clock origin of the wheels: loop milliseconds count from here.
+    pub(crate) origin: Instant,
+    pub(crate) now_ms: u64,
+    /// One entry per connection with a timeout configured: `(slot, generation)`.
+    pub(crate) conn_wheel: TimerWheel<(u32, u32)>,
+    pub(crate) user_wheel: TimerWheel<UserTimer>,
+    /// `(slot, key)` of every armed user timer, for `cancel_timer` and close.
+    pub(crate) user_timers: BTreeMap<(u32, u64), TimerId>,
+    pub(crate) timeouts: TimeoutCfg,
+}
+
+/// Milliseconds from now until `after` has passed, rounded up so a timer never
+/// fires early.
+pub(crate) fn ms_ceil(after: Duration) -> u64 {
+    let ms = after.as_millis();
+    let ms = if Duration::from_millis(ms as u64) < after {
+        ms + 1
+    } else {
+        ms
+    };
+    u64::try_from(ms).unwrap_or(u64::MAX)
 }
 
 /// What the callback asked to happen to its connection besides writing.
@@ -55,6 +89,9 @@ pub struct Conn<'a, S> {
     /// The connection's pending output, when the socket has not taken all of it.
     pub(crate) pending: Option<&'a mut Buf>,
     pub(crate) core: &'a mut LoopCore,
+    pub(crate) timing: &'a mut Timing,
+    /// Timeouts were changed; the loop re-arms the connection's entry.
+    pub(crate) timing_changed: bool,
     pub(crate) close: CloseRequest,
     pub(crate) overflow: bool,
     /// Writes are dropped (in `on_close`).
@@ -69,6 +106,7 @@ impl<'a, S> Conn<'a, S> {
         input: &'a [u8],
         pending: Option<&'a mut Buf>,
         core: &'a mut LoopCore,
+        timing: &'a mut Timing,
     ) -> Self {
         Conn {
             id,
@@ -78,6 +116,8 @@ impl<'a, S> Conn<'a, S> {
             consumed: 0,
             pending,
             core,
+            timing,
+            timing_changed: false,
             close: CloseRequest::None,
             overflow: false,
             discard: false,
@@ -189,6 +229,69 @@ impl<'a, S> Conn<'a, S> {
     /// The loop's clock, read once per loop iteration.
     pub fn now(&self) -> Instant {
         self.core.now
+    }
+
+    /// Arms a timer: `on_timer(conn, key)` runs after `after` (1 ms resolution,
+    /// never early). Setting a key that is already armed moves it. Timers are
+    /// cancelled when the connection closes.
+    pub fn set_timer(&mut self, after: Duration, key: u64) {
+        if self.discard {
+            return;
+        }
+        let deadline = self.core.now_ms.saturating_add(ms_ceil(after));
+        let timer = UserTimer {
+            slot: self.id.slot,
+            generation: self.id.generation,
+            key,
+        };
+        let id = self.core.user_wheel.insert(deadline, timer);
+        if let Some(old) = self.core.user_timers.insert((self.id.slot, key), id) {
+            self.core.user_wheel.cancel(old);
+        }
+        self.timing.has_user_timers = true;
+    }
+
+    /// Cancels the timer `key`; false if it was not armed.
+    pub fn cancel_timer(&mut self, key: u64) -> bool {
+        match self.core.user_timers.remove(&(self.id.slot, key)) {
+            Some(id) => self.core.user_wheel.cancel(id).is_some(),
+            None => false,
+        }
+    }
+
+    /// Sets (or with `None` turns off) this connection's idle timeout of `kind`,
+    /// overriding the engine's option. The clock counts from the last activity.
+    pub fn set_idle_timeout(&mut self, kind: Idle, timeout: Option<Duration>) {
+        let ms = crate::timeouts::ms(timeout);
+        self.override_timeouts(|c| match kind {
+            Idle::Read => c.read_idle = ms,
+            Idle::Write => c.write_idle = ms,
+            Idle::All => c.all_idle = ms,
+        });
+    }
+
+    /// Sets (or turns off) this connection's heartbeat interval: `on_heartbeat`
+    /// runs after that long without sending.
+    pub fn set_heartbeat(&mut self, interval: Option<Duration>) {
+        let ms = crate::timeouts::ms(interval);
+        self.override_timeouts(|c| c.heartbeat = ms);
+    }
+
+    /// Sets (or turns off) this connection's frame timeout: the longest it may
+    /// hold unconsumed input.
+    pub fn set_frame_timeout(&mut self, timeout: Option<Duration>) {
+        let ms = crate::timeouts::ms(timeout);
+        self.override_timeouts(|c| c.frame = ms);
+    }
+
+    fn override_timeouts(&mut self, change: impl FnOnce(&mut TimeoutCfg)) {
+        let defaults = self.core.timeouts;
+        change(
+            self.timing
+                .overrides
+                .get_or_insert_with(|| Box::new(defaults)),
+        );
+        self.timing_changed = true;
     }
 
     /// Sets `TCP_NODELAY` (on by default through `Options::nodelay`).

@@ -2,6 +2,7 @@
 
 use std::io::{self, Read, Write};
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
@@ -9,14 +10,16 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use crate::buffer::{Buf, BufferPool};
-use crate::conn::{CloseRequest, Conn, LoopCore};
+use crate::conn::{CloseRequest, Conn, LoopCore, UserTimer};
 use crate::ctx::LoopCtx;
 use crate::engine::{Engine, bump};
-use crate::handler::{Action, CloseReason, EventHandler};
+use crate::handler::{Action, CloseReason, EventHandler, Idle};
 use crate::id::ConnId;
 use crate::inbox::Command;
 use crate::lb::Balancer;
 use crate::options::Options;
+use crate::timeouts::{Due, Timing};
+use crate::timer::TimerWheel;
 
 /// Token of the loop's waker; listeners count down from just below it and
 /// connections use their slab key, so the three never meet.
@@ -54,6 +57,7 @@ struct Slot<S> {
     flags: u8,
     inbound: Option<Box<Buf>>,
     outbound: Option<Box<Buf>>,
+    timing: Timing,
     state: S,
 }
 
@@ -79,6 +83,9 @@ enum Callback {
     Traffic(Input),
     Wake,
     Writable,
+    Idle(Idle),
+    Heartbeat,
+    Timer(u64),
 }
 
 pub(crate) struct EventLoop<H: EventHandler> {
@@ -102,6 +109,8 @@ pub(crate) struct EventLoop<H: EventHandler> {
     open_counts: Vec<usize>,
     /// Drain deadline once stopping.
     stopping: Option<Instant>,
+    /// When `on_tick` runs next, in loop milliseconds.
+    next_tick: Option<u64>,
 }
 
 impl<H: EventHandler> EventLoop<H> {
@@ -135,6 +144,12 @@ impl<H: EventHandler> EventLoop<H> {
                 now: Instant::now(),
                 max_outbound: opts.max_outbound,
                 high_watermark: opts.write_high_watermark,
+                origin: Instant::now(),
+                now_ms: 0,
+                conn_wheel: TimerWheel::new(0),
+                user_wheel: TimerWheel::new(0),
+                user_timers: Default::default(),
+                timeouts: opts.timeouts(),
             },
             poll,
             pool: BufferPool::new(
@@ -151,12 +166,14 @@ impl<H: EventHandler> EventLoop<H> {
             commands: Vec::new(),
             open_counts: Vec::new(),
             stopping: None,
+            next_tick: None,
         })
     }
 
     pub(crate) fn run(&mut self) {
         let mut events = Events::with_capacity(1024);
         self.with_ctx(|h, ctx| h.on_boot(ctx));
+        self.tick();
         loop {
             let timeout = self.poll_timeout();
             if let Err(e) = self.poll.poll(&mut events, timeout) {
@@ -166,7 +183,7 @@ impl<H: EventHandler> EventLoop<H> {
                 log::error!("loop {}: poll failed: {e}", self.core.loop_id);
                 break;
             }
-            self.core.now = Instant::now();
+            self.set_clock();
             for event in events.iter() {
                 let token = event.token();
                 if token == WAKER {
@@ -183,6 +200,8 @@ impl<H: EventHandler> EventLoop<H> {
                 }
             }
             self.run_ready_work();
+            self.set_clock();
+            self.expire_timers();
             if let Some(deadline) = self.stopping {
                 if self.conns.is_empty() || self.core.now >= deadline {
                     break;
@@ -196,17 +215,119 @@ impl<H: EventHandler> EventLoop<H> {
         }
     }
 
+    fn set_clock(&mut self) {
+        self.core.now = Instant::now();
+        self.core.now_ms = (self.core.now - self.core.origin).as_millis() as u64;
+    }
+
     fn poll_timeout(&self) -> Option<Duration> {
         if !self.ready_reads.is_empty() || !self.ready_accepts.is_empty() {
             return Some(Duration::ZERO);
         }
+        let origin = self.core.origin;
+        let timers = [
+            self.core.conn_wheel.next_expiry(),
+            self.core.user_wheel.next_expiry(),
+            self.next_tick,
+        ];
         let now = Instant::now();
-        self.listeners
-            .iter()
-            .filter_map(|l| l.paused_until)
+        // mio rounds a timeout up to whole milliseconds, so waking at a timer's
+        // instant never comes before its millisecond and never spins.
+        timers
+            .into_iter()
+            .flatten()
+            .map(|ms| origin + Duration::from_millis(ms))
+            .chain(self.listeners.iter().filter_map(|l| l.paused_until))
             .chain(self.stopping)
             .min()
             .map(|t| t.saturating_duration_since(now))
+    }
+
+    /// Runs everything due on the wheels and the ticker.
+    fn expire_timers(&mut self) {
+        let now = self.core.now_ms;
+        while let Some((_, (slot, generation))) = self.core.conn_wheel.poll_expired(now) {
+            self.conn_timer_fired(slot as usize, generation);
+        }
+        while let Some((_, t)) = self.core.user_wheel.poll_expired(now) {
+            let UserTimer {
+                slot,
+                generation,
+                key,
+            } = t;
+            self.core.user_timers.remove(&(slot, key));
+            if slot_generation(&self.conns, slot as usize) == Some(generation) {
+                self.callback(slot as usize, Callback::Timer(key));
+            }
+        }
+        if self.next_tick.is_some_and(|t| t <= now) {
+            self.tick();
+        }
+    }
+
+    fn tick(&mut self) {
+        let mut next = None;
+        self.with_ctx(|h, ctx| next = h.on_tick(ctx));
+        self.next_tick = next.map(|d| self.core.now_ms.saturating_add(crate::conn::ms_ceil(d)));
+    }
+
+    /// A connection's single wheel entry came due: report or enforce what has
+    /// passed, then re-arm for what is left.
+    fn conn_timer_fired(&mut self, key: usize, generation: u32) {
+        let Some(slot) = self.conns.get_mut(key) else {
+            return;
+        };
+        if slot.generation != generation {
+            return;
+        }
+        slot.timing.entry = None;
+        let cfg = *slot.timing.cfg(&self.core.timeouts);
+        match slot
+            .timing
+            .due(&cfg, slot.inbound.is_some(), self.core.now_ms)
+        {
+            Some(Due::Frame) => {
+                self.close(key, CloseReason::FrameTimeout);
+                return;
+            }
+            Some(Due::Idle(kind)) => self.callback(key, Callback::Idle(kind)),
+            Some(Due::Heartbeat) => self.callback(key, Callback::Heartbeat),
+            None => {}
+        }
+        if slot_generation(&self.conns, key) == Some(generation) {
+            self.rearm(key);
+        }
+    }
+
+    /// Puts the connection's wheel entry at its earliest deadline, moving it only
+    /// when that is earlier than where it is (a later one is handled when the
+    /// entry fires early), so traffic never costs a wheel operation.
+    fn rearm(&mut self, key: usize) {
+        let Some(slot) = self.conns.get_mut(key) else {
+            return;
+        };
+        let timing = &mut slot.timing;
+        let cfg = timing.cfg(&self.core.timeouts);
+        if cfg.is_off() && timing.entry.is_none() {
+            return;
+        }
+        let wheel = &mut self.core.conn_wheel;
+        let next = timing.next_deadline(cfg, slot.inbound.is_some(), self.core.now_ms);
+        match (timing.entry, next) {
+            (None, Some(at)) => {
+                timing.entry = Some(wheel.insert(at, (key as u32, slot.generation)));
+            }
+            (Some(id), Some(at)) => {
+                if wheel.deadline(id).is_none_or(|cur| at < cur) && !wheel.reset(id, at) {
+                    timing.entry = Some(wheel.insert(at, (key as u32, slot.generation)));
+                }
+            }
+            (Some(id), None) => {
+                wheel.cancel(id);
+                timing.entry = None;
+            }
+            (None, None) => {}
+        }
     }
 
     fn with_ctx(&mut self, f: impl FnOnce(&mut H, &mut LoopCtx<'_>)) {
@@ -316,18 +437,14 @@ impl<H: EventHandler> EventLoop<H> {
         }
         // Count it now so least-connections sees hand-offs still in flight.
         let counters = self.core.engine.counters(target);
-        counters
-            .open
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        counters.open.fetch_add(1, Ordering::Relaxed);
         if self
             .core
             .engine
             .push_to_loop(target, Command::Adopt(stream))
             .is_err()
         {
-            counters
-                .open
-                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            counters.open.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
@@ -336,9 +453,7 @@ impl<H: EventHandler> EventLoop<H> {
     fn open(&mut self, mut stream: TcpStream, counted: bool) {
         let counters = self.core.engine.counters(self.core.loop_id);
         if !counted {
-            counters
-                .open
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            counters.open.fetch_add(1, Ordering::Relaxed);
         }
         bump(&counters.accepted, 1);
         if self.opts.nodelay {
@@ -359,9 +474,7 @@ impl<H: EventHandler> EventLoop<H> {
                 "loop {}: could not register a connection",
                 self.core.loop_id
             );
-            counters
-                .open
-                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            counters.open.fetch_sub(1, Ordering::Relaxed);
             return;
         }
         let generation = self.next_generation;
@@ -372,8 +485,10 @@ impl<H: EventHandler> EventLoop<H> {
             flags: REG_READ,
             inbound: None,
             outbound: None,
+            timing: Timing::new(self.core.now_ms),
             state: H::State::default(),
         });
+        self.rearm(key);
         self.callback(key, Callback::Open);
     }
 
@@ -409,6 +524,7 @@ impl<H: EventHandler> EventLoop<H> {
                 &self.core.engine.counters(self.core.loop_id).bytes_in,
                 n as u64,
             );
+            slot.timing.last_read = self.core.now_ms as u32;
             let input = match slot.inbound.as_mut() {
                 None => Input::Shared(n),
                 Some(inbound) => {
@@ -476,6 +592,7 @@ impl<H: EventHandler> EventLoop<H> {
             state,
             inbound,
             outbound,
+            timing,
             ..
         } = slot;
         let input: &[u8] = match input_kind {
@@ -490,6 +607,7 @@ impl<H: EventHandler> EventLoop<H> {
             input,
             outbound.as_deref_mut(),
             &mut self.core,
+            timing,
         );
         let handler = &mut self.handler;
         let result = panic::catch_unwind(AssertUnwindSafe(|| match which {
@@ -497,8 +615,12 @@ impl<H: EventHandler> EventLoop<H> {
             Callback::Traffic(_) => handler.on_traffic(&mut conn),
             Callback::Wake => handler.on_wake(&mut conn),
             Callback::Writable => handler.on_writable(&mut conn),
+            Callback::Idle(kind) => handler.on_idle(&mut conn, kind),
+            Callback::Heartbeat => handler.on_heartbeat(&mut conn),
+            Callback::Timer(key) => handler.on_timer(&mut conn, key),
         }));
         let (consumed, close, overflow) = (conn.consumed, conn.close, conn.overflow);
+        let mut rearm = conn.timing_changed;
 
         // Keep what the handler left unread.
         match input_kind {
@@ -508,6 +630,9 @@ impl<H: EventHandler> EventLoop<H> {
                     let mut buf = self.pool.take();
                     buf.extend_from_slice(&self.rbuf[consumed..n]);
                     *inbound = Some(buf);
+                    // A partial frame starts now; the frame timeout counts from here.
+                    timing.partial_since = self.core.now_ms as u32;
+                    rearm |= timing.cfg(&self.core.timeouts).frame > 0;
                 }
             }
             Input::Own => {
@@ -539,10 +664,17 @@ impl<H: EventHandler> EventLoop<H> {
         if !self.flush_scratch(key) {
             return;
         }
+        if rearm {
+            self.rearm(key);
+        }
         match action {
             Action::Continue => {}
             Action::Close => {
-                self.close(key, CloseReason::Local);
+                let reason = match which {
+                    Callback::Idle(kind) => CloseReason::IdleTimeout(kind),
+                    _ => CloseReason::Local,
+                };
+                self.close(key, reason);
                 return;
             }
             Action::Shutdown => self.core.engine.signal_stop(self.opts.shutdown_timeout),
@@ -608,6 +740,9 @@ impl<H: EventHandler> EventLoop<H> {
             &self.core.engine.counters(self.core.loop_id).bytes_out,
             written as u64,
         );
+        if written > 0 {
+            slot.timing.last_write = self.core.now_ms as u32;
+        }
         if written < data.len() {
             let mut buf = self.pool.take();
             buf.extend_from_slice(&data[written..]);
@@ -649,6 +784,9 @@ impl<H: EventHandler> EventLoop<H> {
             &self.core.engine.counters(self.core.loop_id).bytes_out,
             written as u64,
         );
+        if written > 0 {
+            slot.timing.last_write = self.core.now_ms as u32;
+        }
         out.consume(written);
         let left = out.len();
         if left == 0 {
@@ -726,7 +864,35 @@ impl<H: EventHandler> EventLoop<H> {
             slot: key as u32,
             generation: slot.generation,
         };
-        let mut conn = Conn::new(id, &slot.stream, &mut slot.state, &[], None, &mut self.core);
+        // Counted closed before `on_close`, so whoever it notifies sees the count.
+        let counters = self.core.engine.counters(self.core.loop_id);
+        counters.open.fetch_sub(1, Ordering::Relaxed);
+        bump(&counters.closed, 1);
+        if let Some(entry) = slot.timing.entry.take() {
+            self.core.conn_wheel.cancel(entry);
+        }
+        if slot.timing.has_user_timers {
+            let slot_key = key as u32;
+            let armed: Vec<(u64, crate::timer::TimerId)> = self
+                .core
+                .user_timers
+                .range((slot_key, 0)..=(slot_key, u64::MAX))
+                .map(|(&(_, k), &id)| (k, id))
+                .collect();
+            for (k, id) in armed {
+                self.core.user_timers.remove(&(slot_key, k));
+                self.core.user_wheel.cancel(id);
+            }
+        }
+        let mut conn = Conn::new(
+            id,
+            &slot.stream,
+            &mut slot.state,
+            &[],
+            None,
+            &mut self.core,
+            &mut slot.timing,
+        );
         conn.discard = true;
         let handler = &mut self.handler;
         if panic::catch_unwind(AssertUnwindSafe(|| handler.on_close(&mut conn, &reason))).is_err() {
@@ -738,11 +904,6 @@ impl<H: EventHandler> EventLoop<H> {
         {
             self.pool.give(buf);
         }
-        let counters = self.core.engine.counters(self.core.loop_id);
-        counters
-            .open
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        bump(&counters.closed, 1);
         // Dropping the stream closes the socket, which also removes it from epoll.
     }
 
@@ -774,9 +935,7 @@ impl<H: EventHandler> EventLoop<H> {
                 Command::Adopt(stream) => {
                     if self.stopping.is_some() {
                         let counters = self.core.engine.counters(self.core.loop_id);
-                        counters
-                            .open
-                            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                        counters.open.fetch_sub(1, Ordering::Relaxed);
                     } else {
                         self.open(stream, true);
                     }

@@ -162,6 +162,36 @@ pub trait EventHandler: Send + 'static {
         Action::Continue
     }
 
+    /// An idle timeout expired (see [`Options`](crate::Options) and
+    /// [`Conn::set_idle_timeout`]). Returning [`Action::Close`] (the default) closes
+    /// with [`CloseReason::IdleTimeout`]; [`Action::Continue`] keeps the connection
+    /// and reports again after another full timeout of the same idleness.
+    fn on_idle(&mut self, conn: &mut Conn<'_, Self::State>, kind: Idle) -> Action {
+        let _ = (conn, kind);
+        Action::Close
+    }
+
+    /// Nothing was sent for the heartbeat interval: send a ping here. Runs only
+    /// while the connection is otherwise quiet.
+    fn on_heartbeat(&mut self, conn: &mut Conn<'_, Self::State>) -> Action {
+        let _ = conn;
+        Action::Continue
+    }
+
+    /// A timer set with [`Conn::set_timer`] expired.
+    fn on_timer(&mut self, conn: &mut Conn<'_, Self::State>, key: u64) -> Action {
+        let _ = (conn, key);
+        Action::Continue
+    }
+
+    /// The loop's ticker, on the loop's own thread: called once after `on_boot`,
+    /// then again after each returned delay; `None` stops it. For game ticks and
+    /// periodic work over the loop's connections.
+    fn on_tick(&mut self, ctx: &mut LoopCtx<'_>) -> Option<std::time::Duration> {
+        let _ = ctx;
+        None
+    }
+
     /// The engine is stopping: the listeners are closed, connections are still open
     /// and their pending output is about to be flushed before they close.
     fn on_shutdown(&mut self, ctx: &mut LoopCtx<'_>) {

@@ -4,6 +4,7 @@
 
 pub mod buffer;
 pub mod client;
+pub mod codec;
 mod conn;
 mod ctx;
 mod engine;
@@ -15,6 +16,8 @@ mod inbox;
 mod lb;
 pub mod net;
 mod options;
+mod timeouts;
+pub mod timer;
 
 pub use conn::Conn;
 pub use ctx::LoopCtx;

@@ -58,6 +58,21 @@ pub struct Options {
     pub shutdown_timeout: Duration,
     /// `TCP_NODELAY` on accepted and dialed sockets. Default: on.
     pub nodelay: bool,
+    /// Close (or report through `on_idle`) a connection that received nothing for
+    /// this long. Default: off.
+    pub read_idle_timeout: Option<Duration>,
+    /// Report a connection that sent nothing for this long. Default: off.
+    pub write_idle_timeout: Option<Duration>,
+    /// Report a connection that neither received nor sent for this long. Default:
+    /// off.
+    pub idle_timeout: Option<Duration>,
+    /// Call `on_heartbeat` after this long without sending, so the handler pings
+    /// only links that are otherwise quiet. Default: off.
+    pub heartbeat: Option<Duration>,
+    /// Close with [`CloseReason::FrameTimeout`](crate::CloseReason::FrameTimeout) a
+    /// connection that holds unconsumed input (a partial frame or request) for
+    /// longer than this, however slowly bytes keep trickling in. Default: off.
+    pub frame_timeout: Option<Duration>,
 }
 
 impl Default for Options {
@@ -80,6 +95,24 @@ impl Default for Options {
             accept_backoff_max: Duration::from_secs(1),
             shutdown_timeout: Duration::from_secs(5),
             nodelay: true,
+            read_idle_timeout: None,
+            write_idle_timeout: None,
+            idle_timeout: None,
+            heartbeat: None,
+            frame_timeout: None,
+        }
+    }
+}
+
+impl Options {
+    pub(crate) fn timeouts(&self) -> crate::timeouts::TimeoutCfg {
+        use crate::timeouts::ms;
+        crate::timeouts::TimeoutCfg {
+            read_idle: ms(self.read_idle_timeout),
+            write_idle: ms(self.write_idle_timeout),
+            all_idle: ms(self.idle_timeout),
+            heartbeat: ms(self.heartbeat),
+            frame: ms(self.frame_timeout),
         }
     }
 }

@@ -103,7 +103,10 @@ fn consume_past_the_end_panics_with_figures() {
     let mut buf = Buf::with_capacity(8);
     buf.extend_from_slice(b"abc");
     let err = buf.try_consume(5).unwrap_err();
-    panic!("consume({}) with only {} unread bytes", err.requested, err.available);
+    panic!(
+        "consume({}) with only {} unread bytes",
+        err.requested, err.available
+    );
 }
 
 #[test]
@@ -120,7 +123,11 @@ fn pool_reuses_and_bounds_what_it_keeps() {
     let s = pool.stats();
     assert_eq!(s.lent, 0);
     assert_eq!(s.idle, 2, "keeps at most max_idle");
-    assert_eq!(s.idle_bytes, 2 * 1024, "a buffer that grew past the cap is shrunk");
+    assert_eq!(
+        s.idle_bytes,
+        2 * 1024,
+        "a buffer that grew past the cap is shrunk"
+    );
     let again = pool.take();
     assert!(again.is_empty());
     assert_eq!(pool.stats().idle, 1);

@@ -18,7 +18,10 @@ const CHILD_ENV: &str = "TETHER_EMFILE_CHILD";
 const FD_LIMIT: u64 = 48;
 
 fn child() {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit/setrlimit only read and write the rlimit we pass.
     let rc = unsafe {
         libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
@@ -56,7 +59,11 @@ fn emfile_pauses_accepting_without_spinning_and_recovers() {
         return child();
     }
     let mut server = Command::new(std::env::current_exe().unwrap())
-        .args(["emfile_pauses_accepting_without_spinning_and_recovers", "--exact", "--nocapture"])
+        .args([
+            "emfile_pauses_accepting_without_spinning_and_recovers",
+            "--exact",
+            "--nocapture",
+        ])
         .env(CHILD_ENV, "1")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -97,5 +104,8 @@ fn emfile_pauses_accepting_without_spinning_and_recovers() {
     let out = server.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "child failed: {stderr}");
-    assert!(stderr.contains("pausing accepts"), "EMFILE was hit: {stderr}");
+    assert!(
+        stderr.contains("pausing accepts"),
+        "EMFILE was hit: {stderr}"
+    );
 }

@@ -13,7 +13,11 @@ use tether::{Action, Conn, Engine, EventHandler, LoadBalancer};
 use util::*;
 
 /// Echoes `msg` on each of `n` connections and returns how many each loop opened.
-fn echo_many(engine: &Engine, rx: &std::sync::mpsc::Receiver<Ev>, n: usize) -> HashMap<usize, usize> {
+fn echo_many(
+    engine: &Engine,
+    rx: &std::sync::mpsc::Receiver<Ev>,
+    n: usize,
+) -> HashMap<usize, usize> {
     let addr = engine.local_addrs()[0];
     let mut clients: Vec<_> = (0..n).map(|_| connect(addr)).collect();
     for (i, c) in clients.iter_mut().enumerate() {
@@ -31,7 +35,11 @@ fn echo_many(engine: &Engine, rx: &std::sync::mpsc::Receiver<Ev>, n: usize) -> H
     assert_eq!(engine.connection_count(), n);
     drop(clients);
     for _ in 0..n {
-        wait_for(rx, "close", |e| matches!(e, Ev::Close(_, r) if r == "PeerClosed"));
+        wait_for(
+            rx,
+            "close",
+            |e| matches!(e, Ev::Close(_, r) if r == "PeerClosed"),
+        );
     }
     per_loop
 }
@@ -47,7 +55,11 @@ fn echo_1000_connections_two_loops_reuseport() {
         .unwrap();
     let per_loop = echo_many(&engine, &rx, 1000);
     assert_eq!(per_loop.values().sum::<usize>(), 1000);
-    assert_eq!(per_loop.len(), 2, "the kernel spread connections over both loops: {per_loop:?}");
+    assert_eq!(
+        per_loop.len(),
+        2,
+        "the kernel spread connections over both loops: {per_loop:?}"
+    );
     engine.stop();
 }
 
@@ -93,14 +105,22 @@ fn shared_listener_source_hash_keeps_one_host_on_one_loop() {
         .start()
         .unwrap();
     let per_loop = echo_many(&engine, &rx, 50);
-    assert_eq!(per_loop.len(), 1, "all from 127.0.0.1 on one loop: {per_loop:?}");
+    assert_eq!(
+        per_loop.len(),
+        1,
+        "all from 127.0.0.1 on one loop: {per_loop:?}"
+    );
     engine.stop();
 }
 
 #[test]
 fn sixteen_mib_through_one_connection() {
     let (factory, _rx) = recorder();
-    let engine = Engine::builder(factory).loops(1).listen("127.0.0.1:0").start().unwrap();
+    let engine = Engine::builder(factory)
+        .loops(1)
+        .listen("127.0.0.1:0")
+        .start()
+        .unwrap();
     let mut client = connect(engine.local_addrs()[0]);
     let payload = pattern(16 << 20, 7);
     let mut writer = client.try_clone().unwrap();
@@ -118,28 +138,44 @@ fn sixteen_mib_through_one_connection() {
 #[test]
 fn half_close_flushes_then_closes_with_peer_closed() {
     let (factory, rx) = recorder();
-    let engine = Engine::builder(factory).loops(1).listen("127.0.0.1:0").start().unwrap();
+    let engine = Engine::builder(factory)
+        .loops(1)
+        .listen("127.0.0.1:0")
+        .start()
+        .unwrap();
     let mut client = connect(engine.local_addrs()[0]);
     let msg = pattern(300_000, 3);
     client.write_all(&msg).unwrap();
     client.shutdown(Shutdown::Write).unwrap();
     let echoed = read_to_eof(&mut client);
     assert!(echoed == msg, "all output flushed before the close");
-    wait_for(&rx, "PeerClosed", |e| matches!(e, Ev::Close(_, r) if r == "PeerClosed"));
+    wait_for(
+        &rx,
+        "PeerClosed",
+        |e| matches!(e, Ev::Close(_, r) if r == "PeerClosed"),
+    );
     engine.stop();
 }
 
 #[test]
 fn reset_by_peer_closes_with_reset() {
     let (factory, rx) = recorder();
-    let engine = Engine::builder(factory).loops(1).listen("127.0.0.1:0").start().unwrap();
+    let engine = Engine::builder(factory)
+        .loops(1)
+        .listen("127.0.0.1:0")
+        .start()
+        .unwrap();
     let mut client = connect(engine.local_addrs()[0]);
     roundtrip(&mut client, b"hi");
     socket2::SockRef::from(&client)
         .set_linger(Some(Duration::ZERO))
         .unwrap();
     drop(client);
-    wait_for(&rx, "Reset", |e| matches!(e, Ev::Close(_, r) if r == "Reset"));
+    wait_for(
+        &rx,
+        "Reset",
+        |e| matches!(e, Ev::Close(_, r) if r == "Reset"),
+    );
     assert_eq!(engine.connection_count(), 0);
     engine.stop();
 }
@@ -147,16 +183,28 @@ fn reset_by_peer_closes_with_reset() {
 #[test]
 fn stale_conn_id_does_not_reach_the_slot_reuser() {
     let (factory, rx) = recorder();
-    let engine = Engine::builder(factory).loops(1).listen("127.0.0.1:0").start().unwrap();
+    let engine = Engine::builder(factory)
+        .loops(1)
+        .listen("127.0.0.1:0")
+        .start()
+        .unwrap();
     let addr = engine.local_addrs()[0];
     let first = connect(addr);
-    let Ev::Open(old) = next_event(&rx, "first open") else { panic!() };
+    let Ev::Open(old) = next_event(&rx, "first open") else {
+        panic!()
+    };
     drop(first);
     wait_for(&rx, "first close", |e| matches!(e, Ev::Close(..)));
     let mut second = connect(addr);
-    let Ev::Open(new) = next_event(&rx, "second open") else { panic!() };
+    let Ev::Open(new) = next_event(&rx, "second open") else {
+        panic!()
+    };
     assert_ne!(old, new);
-    assert_eq!(old.as_u64() >> 24, new.as_u64() >> 24, "the slot was reused");
+    assert_eq!(
+        old.as_u64() >> 24,
+        new.as_u64() >> 24,
+        "the slot was reused"
+    );
     engine.send(old, &b"stale"[..]).unwrap();
     engine.send(new, &b"fresh"[..]).unwrap();
     // Commands apply in order, so "fresh" arriving first proves "stale" was dropped.
@@ -165,15 +213,24 @@ fn stale_conn_id_does_not_reach_the_slot_reuser() {
     engine.close(old).unwrap();
     roundtrip(&mut second, b"still open");
     engine.stop();
-    assert_eq!(engine.send(new, &b"late"[..]), Err(tether::SendError::Stopped));
+    assert_eq!(
+        engine.send(new, &b"late"[..]),
+        Err(tether::SendError::Stopped)
+    );
 }
 
 #[test]
 fn send_wake_close_from_another_thread() {
     let (factory, rx) = recorder();
-    let engine = Engine::builder(factory).loops(2).listen("127.0.0.1:0").start().unwrap();
+    let engine = Engine::builder(factory)
+        .loops(2)
+        .listen("127.0.0.1:0")
+        .start()
+        .unwrap();
     let mut client = connect(engine.local_addrs()[0]);
-    let Ev::Open(id) = next_event(&rx, "open") else { panic!() };
+    let Ev::Open(id) = next_event(&rx, "open") else {
+        panic!()
+    };
     let remote = engine.clone();
     std::thread::spawn(move || {
         remote.send(id, &b"hello "[..]).unwrap();
@@ -217,7 +274,10 @@ fn stop_flushes_pending_output_and_closes_everything() {
     // nobody reads yet, so 1 MiB cannot all fit in the socket buffers).
     let end = std::time::Instant::now() + DEADLINE;
     while engine.connection_count() < 10 {
-        assert!(std::time::Instant::now() < end, "connections not opened in time");
+        assert!(
+            std::time::Instant::now() < end,
+            "connections not opened in time"
+        );
         std::thread::yield_now();
     }
     let readers: Vec<_> = clients
@@ -228,20 +288,31 @@ fn stop_flushes_pending_output_and_closes_everything() {
     assert_eq!(engine.connection_count(), 0);
     assert!(engine.is_stopped());
     for r in readers {
-        assert!(r.join().unwrap() == pattern(size, 11), "greeting flushed before close");
+        assert!(
+            r.join().unwrap() == pattern(size, 11),
+            "greeting flushed before close"
+        );
     }
 }
 
 #[test]
 fn a_panicking_callback_closes_only_its_connection() {
     let (factory, rx) = recorder();
-    let engine = Engine::builder(factory).loops(1).listen("127.0.0.1:0").start().unwrap();
+    let engine = Engine::builder(factory)
+        .loops(1)
+        .listen("127.0.0.1:0")
+        .start()
+        .unwrap();
     let addr = engine.local_addrs()[0];
     let mut good = connect(addr);
     let mut bad = connect(addr);
     roundtrip(&mut good, b"before");
     bad.write_all(b"PANIC").unwrap();
-    wait_for(&rx, "Panic close", |e| matches!(e, Ev::Close(_, r) if r == "Panic"));
+    wait_for(
+        &rx,
+        "Panic close",
+        |e| matches!(e, Ev::Close(_, r) if r == "Panic"),
+    );
     assert_eq!(read_to_eof(&mut bad), b"");
     roundtrip(&mut good, b"after");
     let mut late = connect(addr);
@@ -252,8 +323,17 @@ fn a_panicking_callback_closes_only_its_connection() {
 #[test]
 fn bad_address_is_a_typed_error() {
     let (factory, _rx) = recorder();
-    let err = Engine::builder(factory).listen("127.0.0.1").start().unwrap_err();
-    assert!(matches!(err, tether::Error::Addr(tether::net::AddrError::MissingPort(_))), "{err}");
+    let err = Engine::builder(factory)
+        .listen("127.0.0.1")
+        .start()
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            tether::Error::Addr(tether::net::AddrError::MissingPort(_))
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -271,7 +351,11 @@ fn read_buf_keeps_unconsumed_bytes_across_reads() {
             Action::Continue
         }
     }
-    let engine = Engine::builder(|_| Lines).loops(1).listen("127.0.0.1:0").start().unwrap();
+    let engine = Engine::builder(|_| Lines)
+        .loops(1)
+        .listen("127.0.0.1:0")
+        .start()
+        .unwrap();
     let mut c = connect(engine.local_addrs()[0]);
     c.write_all(b"par").unwrap();
     c.flush().unwrap();

@@ -66,7 +66,11 @@ impl Delimited {
     /// at most [`DEFAULT_MAX_FRAME_LEN`] bytes.
     ///
     /// A `&'static [u8]` delimiter is not copied, so neither creating nor
-    /// cloning the codec allocates. Fails if the delimiter is empty.
+    /// cloning the codec allocates.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::EmptyDelimiter`] if the delimiter is empty.
     pub fn new(delimiter: impl Into<Bytes>) -> Result<Self, ConfigError> {
         let delimiter = delimiter.into();
         if delimiter.is_empty() {
@@ -103,12 +107,14 @@ impl Delimited {
 
     /// Sets the maximum payload length, delimiter excluded; default
     /// [`DEFAULT_MAX_FRAME_LEN`].
+    #[must_use]
     pub fn max_frame_len(mut self, max: usize) -> Self {
         self.max = max;
         self
     }
 
     /// Whether payloads include their delimiter; default false.
+    #[must_use]
     pub fn keep_delimiter(mut self, keep: bool) -> Self {
         self.keep = keep;
         self
@@ -116,6 +122,7 @@ impl Delimited {
 
     /// Whether an empty payload (delimiter excluded) is an error rather than
     /// an empty frame; default false.
+    #[must_use]
     pub fn reject_empty(mut self, reject: bool) -> Self {
         self.reject_empty = reject;
         self

@@ -99,7 +99,10 @@ impl fmt::Display for CodecError {
                 write!(f, "frame of {len} bytes exceeds the maximum of {max}")
             }
             Self::LineTooLong { max } => {
-                write!(f, "no delimiter within the maximum frame length of {max} bytes")
+                write!(
+                    f,
+                    "no delimiter within the maximum frame length of {max} bytes"
+                )
             }
             Self::NegativeLength { value, adjustment } => write!(
                 f,
@@ -126,10 +129,16 @@ impl fmt::Display for CodecError {
                 write!(f, "payload contains the delimiter at offset {at}")
             }
             Self::WrongLength { len, expected } => {
-                write!(f, "payload of {len} bytes, fixed frame length is {expected}")
+                write!(
+                    f,
+                    "payload of {len} bytes, fixed frame length is {expected}"
+                )
             }
             Self::HeaderTooLong { len, max } => {
-                write!(f, "header of {len} bytes exceeds the header buffer of {max}")
+                write!(
+                    f,
+                    "header of {len} bytes exceeds the header buffer of {max}"
+                )
             }
         }
     }
@@ -161,9 +170,7 @@ impl fmt::Display for ConfigError {
             Self::LengthFieldWidth { width } => {
                 write!(f, "length field width {width} is not one of 1, 2, 3, 4, 8")
             }
-            Self::HeaderOverflow => {
-                f.write_str("header length or length adjustment overflows")
-            }
+            Self::HeaderOverflow => f.write_str("header length or length adjustment overflows"),
             Self::EmptyDelimiter => f.write_str("delimiter is empty"),
             Self::ZeroFrameLength => f.write_str("fixed frame length is zero"),
         }

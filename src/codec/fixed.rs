@@ -24,7 +24,11 @@ pub struct FixedLength {
 }
 
 impl FixedLength {
-    /// Frames of `len` bytes; fails if `len` is 0.
+    /// Frames of `len` bytes.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::ZeroFrameLength`] if `len` is 0.
     pub fn new(len: usize) -> Result<Self, ConfigError> {
         if len == 0 {
             return Err(ConfigError::ZeroFrameLength);

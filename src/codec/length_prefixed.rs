@@ -353,6 +353,7 @@ impl LengthPrefixedBuilder {
 
     /// Number of bytes before the length field (Netty's
     /// `lengthFieldOffset`); default 0.
+    #[must_use]
     pub fn length_field_offset(mut self, offset: usize) -> Self {
         self.offset = offset;
         self
@@ -360,23 +361,27 @@ impl LengthPrefixedBuilder {
 
     /// Width of the length field in bytes: 1, 2, 3, 4 or 8 (Netty's
     /// `lengthFieldLength`); default 4.
+    #[must_use]
     pub fn length_field_width(mut self, width: usize) -> Self {
         self.width = width;
         self
     }
 
     /// Byte order of the length field; default big endian.
+    #[must_use]
     pub fn endian(mut self, endian: Endian) -> Self {
         self.endian = endian;
         self
     }
 
     /// Big-endian length field.
+    #[must_use]
     pub fn big_endian(self) -> Self {
         self.endian(Endian::Big)
     }
 
     /// Little-endian length field.
+    #[must_use]
     pub fn little_endian(self) -> Self {
         self.endian(Endian::Little)
     }
@@ -386,6 +391,7 @@ impl LengthPrefixedBuilder {
     ///
     /// For example +2 when a 2-byte field after the length field is not
     /// counted by it.
+    #[must_use]
     pub fn length_adjustment(mut self, adjustment: i64) -> Self {
         self.adjustment = adjustment;
         self
@@ -396,6 +402,7 @@ impl LengthPrefixedBuilder {
     ///
     /// Equivalent to subtracting the header length from the adjustment,
     /// and applied on top of [`length_adjustment`](Self::length_adjustment).
+    #[must_use]
     pub fn length_includes_header(mut self, includes: bool) -> Self {
         self.includes_header = includes;
         self
@@ -405,6 +412,7 @@ impl LengthPrefixedBuilder {
     /// payload is delivered (Netty's `initialBytesToStrip`); by default the
     /// whole header. May exceed the header, in which case frames shorter
     /// than it are an error.
+    #[must_use]
     pub fn initial_bytes_to_strip(mut self, strip: usize) -> Self {
         self.strip = Some(strip);
         self
@@ -412,6 +420,7 @@ impl LengthPrefixedBuilder {
 
     /// Maximum length of a delivered payload; default
     /// [`DEFAULT_MAX_FRAME_LEN`].
+    #[must_use]
     pub fn max_frame_len(mut self, max: usize) -> Self {
         self.max = max;
         self
@@ -419,6 +428,7 @@ impl LengthPrefixedBuilder {
 
     /// Whether an empty payload is an error ([`CodecError::EmptyFrame`])
     /// rather than an empty frame; default false.
+    #[must_use]
     pub fn reject_empty(mut self, reject: bool) -> Self {
         self.reject_empty = reject;
         self
@@ -426,11 +436,14 @@ impl LengthPrefixedBuilder {
 
     /// Validates the configuration.
     ///
-    /// Fails if the width is not 1, 2, 3, 4 or 8, or if the header length or
-    /// the effective adjustment overflows.
+    /// # Errors
+    ///
+    /// [`ConfigError::LengthFieldWidth`] if the width is not 1, 2, 3, 4 or
+    /// 8; [`ConfigError::HeaderOverflow`] if the header length or the
+    /// effective adjustment overflows.
     pub fn build(&self) -> Result<LengthPrefixed, ConfigError> {
-        let width =
-            Width::from_len(self.width).ok_or(ConfigError::LengthFieldWidth { width: self.width })?;
+        let width = Width::from_len(self.width)
+            .ok_or(ConfigError::LengthFieldWidth { width: self.width })?;
         let header_len = self
             .offset
             .checked_add(width.len())

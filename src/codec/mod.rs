@@ -231,6 +231,11 @@ pub trait Codec: Clone + Send + 'static {
     /// the bytes violate the protocol. Errors are reported as soon as they
     /// are certain: a header declaring an oversized frame fails before its
     /// payload arrives.
+    ///
+    /// # Errors
+    ///
+    /// A [`CodecError`] naming the violation; the stream cannot be decoded
+    /// further.
     fn decode(&mut self, src: &[u8]) -> Result<Decoded, CodecError>;
 
     /// Writes the header that precedes `payload` into `dst` and returns its
@@ -239,6 +244,12 @@ pub trait Codec: Clone + Send + 'static {
     /// The payload is passed so the codec can check it (its length, and for
     /// [`Delimited`] that it does not contain the delimiter); it is not
     /// copied.
+    ///
+    /// # Errors
+    ///
+    /// A [`CodecError`] if the payload cannot be framed: too long or too
+    /// short for the codec's limits, empty when empty frames are rejected,
+    /// containing the delimiter, or of the wrong fixed length.
     fn encode_header(&self, payload: &[u8], dst: &mut HeaderBuf) -> Result<usize, CodecError>;
 
     /// The bytes that follow every payload (a delimiter), empty by default.
@@ -253,6 +264,10 @@ pub trait Codec: Clone + Send + 'static {
     ///
     /// This copies the payload, so it suits tests and simple clients; a
     /// reactor queues the header, payload and trailer separately instead.
+    ///
+    /// # Errors
+    ///
+    /// As [`encode_header`](Codec::encode_header).
     ///
     /// ```
     /// use tether::codec::{Codec, Delimited};

@@ -61,6 +61,7 @@ impl Varint {
     }
 
     /// Sets the maximum payload length; default [`DEFAULT_MAX_FRAME_LEN`].
+    #[must_use]
     pub fn max_frame_len(mut self, max: usize) -> Self {
         self.max = max;
         self
@@ -68,6 +69,7 @@ impl Varint {
 
     /// Whether an empty payload is an error rather than an empty frame;
     /// default false.
+    #[must_use]
     pub fn reject_empty(mut self, reject: bool) -> Self {
         self.reject_empty = reject;
         self
@@ -78,20 +80,33 @@ impl Varint {
 /// prefix length)))`, or `Ok(None)` if it is still incomplete.
 #[inline]
 fn read_varint(src: &[u8]) -> Result<Option<(u64, usize)>, CodecError> {
-    let mut value = 0u64;
-    for (i, &byte) in src.iter().take(MAX_VARINT_LEN).enumerate() {
-        if i == MAX_VARINT_LEN - 1 && byte > 1 {
-            return Err(CodecError::VarintOverlong);
+    // Most frames are shorter than 128 bytes or than 16 KiB: keep those
+    // out of the loop.
+    match *src {
+        [] => return Ok(None),
+        [b0, ..] if b0 < 0x80 => return Ok(Some((u64::from(b0), 1))),
+        [b0, b1, ..] if b1 < 0x80 && b1 != 0 => {
+            return Ok(Some((u64::from(b0 & 0x7f) | u64::from(b1) << 7, 2)));
         }
+        _ => {}
+    }
+    let mut value = 0u64;
+    for (i, &byte) in src.iter().take(MAX_VARINT_LEN - 1).enumerate() {
         value |= u64::from(byte & 0x7f) << (7 * i);
-        if byte & 0x80 == 0 {
+        if byte < 0x80 {
             if byte == 0 && i > 0 {
                 return Err(CodecError::VarintNonCanonical);
             }
             return Ok(Some((value, i + 1)));
         }
     }
-    Ok(None)
+    // Nine continuation bytes: the tenth holds bit 63 alone.
+    match src.get(MAX_VARINT_LEN - 1) {
+        None => Ok(None),
+        Some(0) => Err(CodecError::VarintNonCanonical),
+        Some(1) => Ok(Some((value | 1 << 63, MAX_VARINT_LEN))),
+        Some(_) => Err(CodecError::VarintOverlong),
+    }
 }
 
 impl Codec for Varint {

@@ -63,7 +63,10 @@ pub fn reason_name(reason: &CloseReason) -> String {
 }
 
 /// A recorder factory and the receiving end of its events.
-pub fn recorder() -> (impl Fn(usize) -> Recorder + Send + Sync + 'static, Receiver<Ev>) {
+pub fn recorder() -> (
+    impl Fn(usize) -> Recorder + Send + Sync + 'static,
+    Receiver<Ev>,
+) {
     let (tx, rx) = channel();
     (move |_| Recorder { tx: tx.clone() }, rx)
 }
@@ -99,7 +102,8 @@ pub fn connect(addr: SocketAddr) -> TcpStream {
 /// Reads exactly `n` bytes or panics at the deadline.
 pub fn read_n(s: &mut TcpStream, n: usize) -> Vec<u8> {
     let mut buf = vec![0; n];
-    s.read_exact(&mut buf).expect("read_exact within the deadline");
+    s.read_exact(&mut buf)
+        .expect("read_exact within the deadline");
     buf
 }
 
