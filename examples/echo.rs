@@ -6,7 +6,8 @@
 //!
 //! Flags: `--addr ADDR` (default `127.0.0.1:9000`; `host:port` or
 //! `tcp://host:port`), `--loops N` (default: cores), `--reuseport on|off`,
-//! `--lb round-robin|least-conn|source-hash`. Prints `listening on <addr>` once it
+//! `--lb round-robin|least-conn|source-hash`, `--idle-timeout-ms MS` (close
+//! connections idle that long; 0 = off, the default). Prints `listening on <addr>` once it
 //! accepts; stops gracefully on SIGINT or SIGTERM. Logging: `RUST_LOG=debug`.
 
 use std::io::Write;
@@ -61,6 +62,12 @@ fn parse_args() -> Result<Args, String> {
                     other => return Err(format!("--reuseport takes on|off, not {other}")),
                 }
             }
+            "--idle-timeout-ms" => {
+                let ms: u64 = value()?
+                    .parse()
+                    .map_err(|_| "--idle-timeout-ms needs a number of milliseconds".to_string())?;
+                options.idle_timeout = (ms > 0).then(|| std::time::Duration::from_millis(ms));
+            }
             "--lb" => {
                 let v = value()?;
                 options.load_balancer = LoadBalancer::parse(&v).ok_or(format!(
@@ -70,7 +77,7 @@ fn parse_args() -> Result<Args, String> {
             "-h" | "--help" => {
                 println!(
                     "usage: echo [--addr ADDR] [--loops N] [--reuseport on|off] \
-                     [--lb round-robin|least-conn|source-hash]"
+                     [--lb round-robin|least-conn|source-hash] [--idle-timeout-ms MS]"
                 );
                 std::process::exit(0);
             }
