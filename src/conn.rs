@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use crate::buffer::Buf;
 use crate::engine::Engine;
-use crate::handler::Idle;
+use crate::handler::{CloseReason, Idle};
 use crate::id::ConnId;
 use crate::timeouts::{TimeoutCfg, Timing};
 use crate::timer::{TimerId, TimerWheel};
@@ -93,6 +93,8 @@ pub struct Conn<'a, S> {
     /// Timeouts were changed; the loop re-arms the connection's entry.
     pub(crate) timing_changed: bool,
     pub(crate) close: CloseRequest,
+    /// A close with a specific reason (a protocol error), applied after the callback.
+    pub(crate) fail: Option<CloseReason>,
     pub(crate) overflow: bool,
     /// Writes are dropped (in `on_close`).
     pub(crate) discard: bool,
@@ -119,6 +121,7 @@ impl<'a, S> Conn<'a, S> {
             timing,
             timing_changed: false,
             close: CloseRequest::None,
+            fail: None,
             overflow: false,
             discard: false,
         }
@@ -214,6 +217,50 @@ impl<'a, S> Conn<'a, S> {
         if self.close == CloseRequest::None {
             self.close = CloseRequest::AfterFlush;
         }
+    }
+
+    /// True once this callback asked for the connection to close.
+    pub fn is_closing(&self) -> bool {
+        self.close != CloseRequest::None || self.fail.is_some() || self.overflow
+    }
+
+    /// Closes after the callback with a specific reason.
+    pub(crate) fn close_with(&mut self, reason: CloseReason) {
+        if self.fail.is_none() {
+            self.fail = Some(reason);
+        }
+    }
+
+    /// Runs `f` on a view of this connection whose state is a part of this one's,
+    /// `split` giving that part and a second one (a codec, say) alongside.
+    pub(crate) fn project<T, X, R>(
+        &mut self,
+        split: impl FnOnce(&mut S) -> (&mut T, &mut X),
+        f: impl FnOnce(&mut Conn<'_, T>, &mut X) -> R,
+    ) -> R {
+        let (state, extra) = split(self.state);
+        let mut inner = Conn {
+            id: self.id,
+            stream: self.stream,
+            state,
+            input: self.input,
+            consumed: self.consumed,
+            pending: self.pending.as_deref_mut(),
+            core: self.core,
+            timing: self.timing,
+            timing_changed: self.timing_changed,
+            close: self.close,
+            fail: self.fail.take(),
+            overflow: self.overflow,
+            discard: self.discard,
+        };
+        let r = f(&mut inner, extra);
+        self.consumed = inner.consumed;
+        self.timing_changed = inner.timing_changed;
+        self.close = inner.close;
+        self.fail = inner.fail;
+        self.overflow = inner.overflow;
+        r
     }
 
     /// The engine this connection belongs to.

@@ -620,6 +620,7 @@ impl<H: EventHandler> EventLoop<H> {
             Callback::Timer(key) => handler.on_timer(&mut conn, key),
         }));
         let (consumed, close, overflow) = (conn.consumed, conn.close, conn.overflow);
+        let fail = conn.fail.take();
         let mut rearm = conn.timing_changed;
 
         // Keep what the handler left unread.
@@ -662,6 +663,10 @@ impl<H: EventHandler> EventLoop<H> {
             return;
         }
         if !self.flush_scratch(key) {
+            return;
+        }
+        if let Some(reason) = fail {
+            self.close(key, reason);
             return;
         }
         if rearm {

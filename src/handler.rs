@@ -47,6 +47,8 @@ pub enum CloseReason {
     IdleTimeout(Idle),
     /// A partial frame or request was held longer than the frame timeout.
     FrameTimeout,
+    /// The peer broke the framing protocol; names the codec's error.
+    Protocol(crate::codec::CodecError),
     /// Outbound data exceeded the hard cap (`Options::max_outbound`).
     WriteOverflow,
     /// Unconsumed inbound data exceeded `Options::max_inbound`.
@@ -77,6 +79,7 @@ impl fmt::Display for CloseReason {
             CloseReason::IdleTimeout(Idle::Write) => f.write_str("write idle timeout"),
             CloseReason::IdleTimeout(Idle::All) => f.write_str("idle timeout"),
             CloseReason::FrameTimeout => f.write_str("frame timeout"),
+            CloseReason::Protocol(e) => write!(f, "protocol error: {e}"),
             CloseReason::WriteOverflow => f.write_str("outbound buffer overflow"),
             CloseReason::InboundOverflow => f.write_str("inbound buffer overflow"),
             CloseReason::Io(e) => write!(f, "i/o error: {e}"),

@@ -741,7 +741,7 @@ fn delimited_delimiter_split_across_chunks() {
     assert_eq!((frame.range(), frame.consumed()), (0..4, 6));
 
     let wire = b"one--END--two--END--";
-    let codec = Delimited::new(&b"--END--"[..]).unwrap();
+    let codec = Delimited::new("--END--").unwrap();
     for size in 1..wire.len() {
         let out = decode_chunked(codec.clone(), wire, &[size]);
         assert_eq!(out.frames, owned(&[b"one", b"two"]), "chunks of {size}");
@@ -822,7 +822,7 @@ fn delimited_trickle_is_linear() {
     // One byte per read, 512 KiB without a delimiter: rescanning the buffer
     // on every call would take minutes.
     let len = 512 * 1024;
-    let mut codec = Delimited::new(&b"\r\n"[..]).unwrap();
+    let mut codec = Delimited::new("\r\n").unwrap();
     let mut inbound = Vec::with_capacity(len + 2);
     let started = Instant::now();
     for i in 0..len {
@@ -866,7 +866,7 @@ fn delimited_encode_refuses_embedded_delimiters() {
     codec.encode_to_vec(b"x\r", &mut out).unwrap();
     assert_eq!(out, b"x\r\r\n");
     // "ab" + "aba" = "ababa" would be split at 0 by the peer.
-    let codec = Delimited::new(&b"aba"[..]).unwrap();
+    let codec = Delimited::new("aba").unwrap();
     assert_eq!(
         codec.encode_to_vec(b"ab", &mut out),
         Err(CodecError::DelimiterInPayload { at: 0 })

@@ -65,8 +65,20 @@ impl Delimited {
     /// Frames separated by `delimiter`, which is stripped from payloads of
     /// at most [`DEFAULT_MAX_FRAME_LEN`] bytes.
     ///
-    /// A `&'static [u8]` delimiter is not copied, so neither creating nor
-    /// cloning the codec allocates.
+    /// The delimiter is anything that converts into [`Bytes`]: a
+    /// `&'static str` or `&'static [u8]` is not copied, so neither creating
+    /// nor cloning the codec allocates; a `Vec<u8>` is moved in once.
+    ///
+    /// ```
+    /// use tether::codec::{Codec, Decoded, Delimited};
+    ///
+    /// let mut codec = Delimited::new("\0\0")?.keep_delimiter(true);
+    /// let Decoded::Frame(frame) = codec.decode(b"ab\0\0c")? else { unreachable!() };
+    /// assert_eq!(frame.payload(b"ab\0\0c"), b"ab\0\0");
+    /// let binary = Delimited::new(vec![0xff, 0x00])?;
+    /// assert_eq!(binary.delimiter(), [0xff, 0x00]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -149,9 +161,7 @@ impl Codec for Delimited {
         if let Some(at) = src.get(from..window).and_then(|w| find(w, delim)) {
             let at = from + at;
             self.scan = 0;
-            if at > self.max {
-                return Err(CodecError::LineTooLong { max: self.max });
-            }
+            debug_assert!(at <= self.max, "the window ends at max + m");
             if at == 0 && self.reject_empty {
                 return Err(CodecError::EmptyFrame);
             }

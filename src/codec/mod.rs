@@ -56,6 +56,7 @@ mod fixed;
 mod length_prefixed;
 mod varint;
 
+use std::fmt;
 use std::ops::Range;
 
 pub use delimited::Delimited;
@@ -199,8 +200,8 @@ impl Decoded {
 ///
 /// A codec value may carry decoding state for one byte stream (the
 /// [`Delimited`] codec remembers how far it has already searched), so each
-/// connection decodes with its own clone of a prototype; cloning is cheap and
-/// does not allocate.
+/// connection decodes with its own clone of a prototype; cloning the codecs
+/// here is cheap and does not allocate.
 ///
 /// # The decoding contract
 ///
@@ -223,7 +224,7 @@ impl Decoded {
 /// is, never copied by the codec. Encoding checks the payload against the
 /// codec's own limits, so a payload that encodes without error decodes at
 /// the peer (with the same configuration) without error.
-pub trait Codec: Clone + Send + 'static {
+pub trait Codec: Clone + Send + fmt::Debug + 'static {
     /// Decodes one frame from the front of `src`.
     ///
     /// Returns [`Decoded::Frame`] when a complete frame is available,
@@ -272,7 +273,7 @@ pub trait Codec: Clone + Send + 'static {
     /// ```
     /// use tether::codec::{Codec, Delimited};
     ///
-    /// let codec = Delimited::new(&b"\r\n"[..]).unwrap();
+    /// let codec = Delimited::new("\r\n").unwrap();
     /// let mut out = Vec::new();
     /// codec.encode_to_vec(b"PING", &mut out).unwrap();
     /// assert_eq!(out, b"PING\r\n");
