@@ -10,6 +10,7 @@ use socket2::SockRef;
 use std::collections::BTreeMap;
 
 use crate::buffer::Buf;
+use crate::client::DialId;
 use crate::engine::Engine;
 use crate::handler::{CloseReason, Idle};
 use crate::id::ConnId;
@@ -98,6 +99,8 @@ pub struct Conn<'a, S> {
     pub(crate) overflow: bool,
     /// Writes are dropped (in `on_close`).
     pub(crate) discard: bool,
+    /// The link's identity when this connection was dialed.
+    pub(crate) dial: Option<DialId>,
 }
 
 impl<'a, S> Conn<'a, S> {
@@ -124,12 +127,18 @@ impl<'a, S> Conn<'a, S> {
             fail: None,
             overflow: false,
             discard: false,
+            dial: None,
         }
     }
 
     /// This connection's id, valid from any thread for the engine's commands.
     pub fn id(&self) -> ConnId {
         self.id
+    }
+
+    /// For a dialed connection, its link's identity, stable across reconnects.
+    pub fn dial_id(&self) -> Option<DialId> {
+        self.dial
     }
 
     /// The peer's address (`getpeername(2)`; fails once the peer has reset).
@@ -253,6 +262,7 @@ impl<'a, S> Conn<'a, S> {
             fail: self.fail.take(),
             overflow: self.overflow,
             discard: self.discard,
+            dial: self.dial,
         };
         let r = f(&mut inner, extra);
         self.consumed = inner.consumed;

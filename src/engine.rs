@@ -12,6 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use mio::{Poll, Waker};
 
+use crate::client::{ConnectOptions, DialId, DialRequest};
 use crate::error::{Error, SendError};
 use crate::event_loop::{EventLoop, WAKER};
 use crate::handler::EventHandler;
@@ -126,6 +127,61 @@ impl Engine {
     /// Runs [`EventHandler::on_wake`] for connection `id` on its loop.
     pub fn wake(&self, id: ConnId) -> Result<(), SendError> {
         self.command(id, Command::Wake(id))
+    }
+
+    /// Dials `addr` from a loop; the connection then runs through the handler like
+    /// an accepted one, starting with `on_open`, with `state` as its state.
+    ///
+    /// `state` must be the handler's `State` type; a connection with any other is
+    /// dropped with an error logged. Returns the link's [`DialId`] at once; the
+    /// outcome arrives as `on_open` or `on_connect_failed`.
+    pub fn connect<S: Send + 'static>(
+        &self,
+        addr: SocketAddr,
+        state: S,
+    ) -> Result<DialId, SendError> {
+        self.connect_with(addr, state, ConnectOptions::default())
+    }
+
+    /// [`Engine::connect`] with a timeout, a reconnect policy or a chosen loop.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::Stopped`] after stop, [`SendError::NoSuchLoop`] for a bad
+    /// `loop_id`, [`SendError::InvalidPolicy`] for an inconsistent reconnect policy.
+    pub fn connect_with<S: Send + 'static>(
+        &self,
+        addr: SocketAddr,
+        state: S,
+        options: ConnectOptions,
+    ) -> Result<DialId, SendError> {
+        if self.is_stopped() {
+            return Err(SendError::Stopped);
+        }
+        if let Some(policy) = &options.reconnect {
+            policy.validate().map_err(SendError::InvalidPolicy)?;
+        }
+        let loop_id = match options.loop_id {
+            Some(id) => id,
+            None => {
+                let mut counts = Vec::new();
+                self.loop_open_counts(&mut counts);
+                counts
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|&(i, c)| (*c, i))
+                    .map_or(0, |(i, _)| i)
+            }
+        };
+        let dial = DialId::next();
+        let request = DialRequest {
+            dial,
+            addr,
+            state: Box::new(state),
+            options,
+        };
+        self.push_to_loop(loop_id, Command::Connect(Box::new(request)))?;
+        Ok(dial)
     }
 
     fn command(&self, id: ConnId, cmd: Command) -> Result<(), SendError> {

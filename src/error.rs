@@ -50,13 +50,15 @@ impl From<AddrError> for Error {
 }
 
 /// Why a command for a connection could not be queued.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
 pub enum SendError {
     /// The engine has stopped; nothing is delivered any more.
     Stopped,
     /// The id names a loop this engine does not have.
     NoSuchLoop,
+    /// A reconnect policy with inconsistent settings.
+    InvalidPolicy(crate::client::backoff::PolicyError),
 }
 
 impl fmt::Display for SendError {
@@ -64,6 +66,7 @@ impl fmt::Display for SendError {
         match self {
             SendError::Stopped => f.write_str("engine stopped"),
             SendError::NoSuchLoop => f.write_str("connection id names no loop of this engine"),
+            SendError::InvalidPolicy(e) => write!(f, "invalid reconnect policy: {e}"),
         }
     }
 }

@@ -3,6 +3,7 @@
 use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
+use crate::client::{ConnectFailure, Redial};
 use crate::codec::{Codec, CodecError, Decoded, MAX_HEADER_LEN};
 use crate::conn::Conn;
 use crate::ctx::LoopCtx;
@@ -110,6 +111,19 @@ pub trait FrameHandler: Send + 'static {
     fn on_tick(&mut self, ctx: &mut LoopCtx<'_>) -> Option<Duration> {
         let _ = ctx;
         None
+    }
+    /// See [`EventHandler::on_connect_failed`].
+    fn on_connect_failed(
+        &mut self,
+        ctx: &mut LoopCtx<'_>,
+        failure: &ConnectFailure,
+        state: &mut Self::State,
+    ) {
+        let _ = (ctx, failure, state);
+    }
+    /// See [`EventHandler::on_reconnecting`].
+    fn on_reconnecting(&mut self, ctx: &mut LoopCtx<'_>, redial: &Redial, state: &mut Self::State) {
+        let _ = (ctx, redial, state);
     }
     /// See [`EventHandler::on_shutdown`].
     fn on_shutdown(&mut self, ctx: &mut LoopCtx<'_>) {
@@ -270,6 +284,20 @@ impl<H: FrameHandler> EventHandler for Framed<H> {
 
     fn on_tick(&mut self, ctx: &mut LoopCtx<'_>) -> Option<Duration> {
         self.handler.on_tick(ctx)
+    }
+
+    fn on_connect_failed(
+        &mut self,
+        ctx: &mut LoopCtx<'_>,
+        failure: &ConnectFailure,
+        state: &mut Self::State,
+    ) {
+        self.handler
+            .on_connect_failed(ctx, failure, &mut state.user);
+    }
+
+    fn on_reconnecting(&mut self, ctx: &mut LoopCtx<'_>, redial: &Redial, state: &mut Self::State) {
+        self.handler.on_reconnecting(ctx, redial, &mut state.user);
     }
 
     fn on_shutdown(&mut self, ctx: &mut LoopCtx<'_>) {

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::io;
 
+use crate::client::{ConnectFailure, Redial};
 use crate::conn::Conn;
 use crate::ctx::LoopCtx;
 
@@ -193,6 +194,24 @@ pub trait EventHandler: Send + 'static {
     fn on_tick(&mut self, ctx: &mut LoopCtx<'_>) -> Option<std::time::Duration> {
         let _ = ctx;
         None
+    }
+
+    /// A dial attempt failed (refused, unreachable, timed out). `failure.retry_in`
+    /// says whether the reconnect policy tries again; if not, `state` is dropped
+    /// after this returns.
+    fn on_connect_failed(
+        &mut self,
+        ctx: &mut LoopCtx<'_>,
+        failure: &ConnectFailure,
+        state: &mut Self::State,
+    ) {
+        let _ = (ctx, failure, state);
+    }
+
+    /// A dialed connection was lost (after `on_close`) and its reconnect policy
+    /// scheduled another attempt; `state` travels with it to the new connection.
+    fn on_reconnecting(&mut self, ctx: &mut LoopCtx<'_>, redial: &Redial, state: &mut Self::State) {
+        let _ = (ctx, redial, state);
     }
 
     /// The engine is stopping: the listeners are closed, connections are still open

@@ -17,6 +17,8 @@ pub(crate) enum Command {
     Wake(ConnId),
     /// A socket accepted by the shared listener, handed to this loop.
     Adopt(TcpStream),
+    /// Dial out from this loop.
+    Connect(Box<crate::client::DialRequest>),
     /// Stop accepting, drain, close everything; by `deadline_ms` on the loop clock
     /// measured from when the command is seen.
     Stop {

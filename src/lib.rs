@@ -20,6 +20,7 @@ mod options;
 mod timeouts;
 pub mod timer;
 
+pub use client::{ConnectFailure, ConnectOptions, DialId, Redial};
 pub use conn::Conn;
 pub use ctx::LoopCtx;
 pub use engine::{Engine, EngineBuilder, Stats};

@@ -1,3 +1,8 @@
-//! Client side: reconnect policy with exponential backoff.
+//! Client side: dialing from the loops, reconnect policy with exponential
+//! backoff.
 
 pub mod backoff;
+mod dial;
+
+pub(crate) use dial::DialRequest;
+pub use dial::{ConnectFailure, ConnectOptions, DialId, Redial};

@@ -21,6 +21,10 @@ use crate::options::Options;
 use crate::timeouts::{Due, Timing};
 use crate::timer::TimerWheel;
 
+mod dial;
+
+use dial::{DialInfo, PendingDial};
+
 /// Token of the loop's waker; listeners count down from just below it and
 /// connections use their slab key, so the three never meet.
 pub(crate) const WAKER: Token = Token(usize::MAX);
@@ -48,6 +52,8 @@ const PAUSED: u8 = 4;
 const CLOSE_AFTER_FLUSH: u8 = 8;
 /// The peer sent FIN; close with `PeerClosed` once output is flushed.
 const PEER_CLOSED: u8 = 16;
+/// A dialed connection whose connect has not completed; not yet opened.
+const CONNECTING: u8 = 32;
 
 /// One connection's slab entry. Kept small: a connection with nothing in flight
 /// owns no buffer, only this.
@@ -58,6 +64,8 @@ struct Slot<S> {
     inbound: Option<Box<Buf>>,
     outbound: Option<Box<Buf>>,
     timing: Timing,
+    /// Set for dialed connections: where to redial and how.
+    dial: Option<Box<DialInfo>>,
     state: S,
 }
 
@@ -111,6 +119,9 @@ pub(crate) struct EventLoop<H: EventHandler> {
     stopping: Option<Instant>,
     /// When `on_tick` runs next, in loop milliseconds.
     next_tick: Option<u64>,
+    /// Dialed links waiting for their next attempt, and when each is due.
+    pending_dials: Slab<PendingDial<H::State>>,
+    dial_wheel: TimerWheel<u32>,
 }
 
 impl<H: EventHandler> EventLoop<H> {
@@ -167,6 +178,8 @@ impl<H: EventHandler> EventLoop<H> {
             open_counts: Vec::new(),
             stopping: None,
             next_tick: None,
+            pending_dials: Slab::new(),
+            dial_wheel: TimerWheel::new(0),
         })
     }
 
@@ -190,6 +203,12 @@ impl<H: EventHandler> EventLoop<H> {
                     self.drain_inbox();
                 } else if let Some(i) = listener_index(token) {
                     self.accept(i);
+                } else if self
+                    .conns
+                    .get(token.0)
+                    .is_some_and(|s| s.flags & CONNECTING != 0)
+                {
+                    self.connect_event(token.0);
                 } else {
                     if event.is_writable() || event.is_write_closed() {
                         self.on_writable_event(token.0);
@@ -228,6 +247,7 @@ impl<H: EventHandler> EventLoop<H> {
         let timers = [
             self.core.conn_wheel.next_expiry(),
             self.core.user_wheel.next_expiry(),
+            self.dial_wheel.next_expiry(),
             self.next_tick,
         ];
         let now = Instant::now();
@@ -260,6 +280,7 @@ impl<H: EventHandler> EventLoop<H> {
                 self.callback(slot as usize, Callback::Timer(key));
             }
         }
+        self.run_due_dials();
         if self.next_tick.is_some_and(|t| t <= now) {
             self.tick();
         }
@@ -281,6 +302,11 @@ impl<H: EventHandler> EventLoop<H> {
             return;
         }
         slot.timing.entry = None;
+        if slot.flags & CONNECTING != 0 {
+            let timed_out = io::Error::new(io::ErrorKind::TimedOut, "connect timed out");
+            self.connecting_failed(key, timed_out);
+            return;
+        }
         let cfg = *slot.timing.cfg(&self.core.timeouts);
         match slot
             .timing
@@ -486,6 +512,7 @@ impl<H: EventHandler> EventLoop<H> {
             inbound: None,
             outbound: None,
             timing: Timing::new(self.core.now_ms),
+            dial: None,
             state: H::State::default(),
         });
         self.rearm(key);
@@ -593,6 +620,7 @@ impl<H: EventHandler> EventLoop<H> {
             inbound,
             outbound,
             timing,
+            dial,
             ..
         } = slot;
         let input: &[u8] = match input_kind {
@@ -609,6 +637,7 @@ impl<H: EventHandler> EventLoop<H> {
             &mut self.core,
             timing,
         );
+        conn.dial = dial.as_ref().map(|d| d.dial);
         let handler = &mut self.handler;
         let result = panic::catch_unwind(AssertUnwindSafe(|| match which {
             Callback::Open => handler.on_open(&mut conn),
@@ -858,6 +887,13 @@ impl<H: EventHandler> EventLoop<H> {
         let Some(mut slot) = self.conns.try_remove(key) else {
             return;
         };
+        if slot.flags & CONNECTING != 0 {
+            // Never opened, so there is nothing to report; only its entry to drop.
+            if let Some(entry) = slot.timing.entry {
+                self.core.conn_wheel.cancel(entry);
+            }
+            return;
+        }
         if reason.is_local() {
             if let Some(out) = slot.outbound.as_ref() {
                 // Best effort, never blocking: whatever the socket takes now.
@@ -899,6 +935,7 @@ impl<H: EventHandler> EventLoop<H> {
             &mut slot.timing,
         );
         conn.discard = true;
+        conn.dial = slot.dial.as_ref().map(|d| d.dial);
         let handler = &mut self.handler;
         if panic::catch_unwind(AssertUnwindSafe(|| handler.on_close(&mut conn, &reason))).is_err() {
             log::error!("on_close panicked on {id}");
@@ -910,6 +947,16 @@ impl<H: EventHandler> EventLoop<H> {
             self.pool.give(buf);
         }
         // Dropping the stream closes the socket, which also removes it from epoll.
+        let Slot {
+            stream,
+            dial,
+            state,
+            ..
+        } = slot;
+        drop(stream);
+        if let Some(info) = dial {
+            self.maybe_redial(info, state);
+        }
     }
 
     // ---- commands from other threads ----
@@ -946,6 +993,7 @@ impl<H: EventHandler> EventLoop<H> {
                     }
                 }
                 Command::Stop { drain } => self.begin_stop(drain),
+                Command::Connect(req) => self.dial_requested(req),
             }
         }
         self.commands = commands;
