@@ -33,13 +33,13 @@ pub(super) struct PendingDial<S> {
 
 impl<H: EventHandler> EventLoop<H> {
     /// A `Connect` command arrived.
-    pub(super) fn dial_requested(&mut self, req: Box<DialRequest>) {
+    pub(super) fn dial_requested(&mut self, req: DialRequest) {
         let DialRequest {
             dial,
             addr,
             state,
             options,
-        } = *req;
+        } = req;
         let state = match state.downcast::<H::State>() {
             Ok(state) => *state,
             Err(_) => {

@@ -993,7 +993,7 @@ impl<H: EventHandler> EventLoop<H> {
                     }
                 }
                 Command::Stop { drain } => self.begin_stop(drain),
-                Command::Connect(req) => self.dial_requested(req),
+                Command::Connect(req) => self.dial_requested(*req),
             }
         }
         self.commands = commands;
