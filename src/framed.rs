@@ -178,6 +178,15 @@ pub struct FramedState<S, C> {
     user: S,
 }
 
+impl<S, C> FramedState<S, C> {
+    /// The state a dialed connection starts with
+    /// ([`Engine::connect`](crate::Engine::connect) takes the handler's `State`,
+    /// which for a [`Framed`] handler is this).
+    pub fn new(user: S) -> Self {
+        FramedState { codec: None, user }
+    }
+}
+
 impl<S: Default, C> Default for FramedState<S, C> {
     fn default() -> Self {
         FramedState {
