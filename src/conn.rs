@@ -9,7 +9,7 @@ use socket2::SockRef;
 
 use std::collections::BTreeMap;
 
-use crate::buffer::Buf;
+use crate::buffer::{Buf, BufferPool};
 use crate::client::DialId;
 use crate::engine::Engine;
 use crate::handler::{CloseReason, Idle};
@@ -45,6 +45,7 @@ pub(crate) struct LoopCore {
     /// `(slot, key)` of every armed user timer, for `cancel_timer` and close.
     pub(crate) user_timers: BTreeMap<(u32, u64), TimerId>,
     pub(crate) timeouts: TimeoutCfg,
+    pub(crate) pool: BufferPool,
 }
 
 /// Milliseconds from now until `after` has passed, rounded up so a timer never
@@ -195,7 +196,7 @@ impl<'a, S> Conn<'a, S> {
             return;
         }
         match self.pending.as_deref_mut() {
-            Some(buf) => buf.extend_from_slice(data),
+            Some(buf) => self.core.pool.append(buf, data),
             None => self.core.scratch.extend_from_slice(data),
         }
     }
@@ -231,6 +232,16 @@ impl<'a, S> Conn<'a, S> {
     /// True once this callback asked for the connection to close.
     pub fn is_closing(&self) -> bool {
         self.close != CloseRequest::None || self.fail.is_some() || self.overflow
+    }
+
+    pub(crate) fn count_frame_in(&self) {
+        let counters = self.core.engine.counters(self.core.loop_id);
+        crate::stats::bump(&counters.frames_in, 1);
+    }
+
+    pub(crate) fn count_frame_out(&self) {
+        let counters = self.core.engine.counters(self.core.loop_id);
+        crate::stats::bump(&counters.frames_out, 1);
     }
 
     /// Closes after the callback with a specific reason.

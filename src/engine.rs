@@ -4,7 +4,7 @@ use std::cell::Cell;
 use std::fmt;
 use std::marker::PhantomData;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -21,30 +21,12 @@ use crate::inbox::{Command, Inbox};
 use crate::lb::LoadBalancer;
 use crate::net::{ListenAddr, listener};
 use crate::options::Options;
+use crate::stats::{LoopCounters, Stats};
 
 thread_local! {
     /// The engine whose loop runs on this thread (address of its shared state), so
     /// that `stop()` called from a callback does not join its own thread.
     static CURRENT_ENGINE: Cell<usize> = const { Cell::new(0) };
-}
-
-/// Counters one loop publishes; only that loop writes them (except `open`, which
-/// the accepting loop also raises when it hands a socket over).
-#[derive(Debug, Default)]
-pub(crate) struct LoopCounters {
-    pub(crate) open: AtomicUsize,
-    pub(crate) accepted: AtomicU64,
-    pub(crate) closed: AtomicU64,
-    pub(crate) bytes_in: AtomicU64,
-    pub(crate) bytes_out: AtomicU64,
-    pub(crate) stale_commands: AtomicU64,
-}
-
-/// Adds to a counter that only the calling loop writes: a plain load and store,
-/// no locked instruction on the data path.
-#[inline]
-pub(crate) fn bump(counter: &AtomicU64, n: u64) {
-    counter.store(counter.load(Ordering::Relaxed) + n, Ordering::Relaxed);
 }
 
 pub(crate) struct Shared {
@@ -54,6 +36,7 @@ pub(crate) struct Shared {
     threads: Mutex<Vec<JoinHandle<()>>>,
     local_addrs: Vec<SocketAddr>,
     shutdown_timeout: Duration,
+    max_inbox_bytes: usize,
 }
 
 /// A running engine: a cheap, cloneable, thread-safe handle.
@@ -61,7 +44,7 @@ pub(crate) struct Shared {
 /// Commands for connections (`send`, `close`, `wake`) are queued to the loop that
 /// owns the connection and applied there in order; a command whose [`ConnId`] is
 /// stale (the connection closed, maybe its slot was reused) is dropped and counted
-/// in [`Stats::stale_commands`].
+/// in [`Counts::stale_commands`](crate::Counts::stale_commands).
 #[derive(Clone)]
 pub struct Engine {
     shared: Arc<Shared>,
@@ -75,24 +58,6 @@ impl fmt::Debug for Engine {
             .field("stopped", &self.is_stopped())
             .finish()
     }
-}
-
-/// Totals over all loops, summed when asked for.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Stats {
-    /// Connections open now.
-    pub open: usize,
-    /// Connections accepted or dialed since start.
-    pub accepted: u64,
-    /// Connections closed since start.
-    pub closed: u64,
-    /// Bytes read from sockets.
-    pub bytes_in: u64,
-    /// Bytes written to sockets.
-    pub bytes_out: u64,
-    /// Commands dropped because their connection id was stale.
-    pub stale_commands: u64,
 }
 
 impl Engine {
@@ -114,9 +79,26 @@ impl Engine {
     /// Queues `data` to be written to connection `id`.
     ///
     /// Returns `Ok` once queued; delivery happens on the connection's loop. Data for
-    /// a connection that has closed by then is dropped.
+    /// a connection that has closed by then is dropped. Pending output beyond
+    /// `Options::max_outbound` closes the connection with
+    /// [`CloseReason::WriteOverflow`](crate::CloseReason::WriteOverflow), as for
+    /// writes from callbacks.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::InboxFull`] when more than `Options::max_inbox_bytes` are
+    /// already queued for that loop (the loop is not keeping up: back off),
+    /// [`SendError::Stopped`] after stop.
     pub fn send(&self, id: ConnId, data: impl Into<Bytes>) -> Result<(), SendError> {
-        self.command(id, Command::Send(id, data.into()))
+        if self.is_stopped() {
+            return Err(SendError::Stopped);
+        }
+        let inbox = self
+            .shared
+            .inboxes
+            .get(id.loop_id())
+            .ok_or(SendError::NoSuchLoop)?;
+        inbox.push_send(id, data.into(), self.shared.max_inbox_bytes)
     }
 
     /// Closes connection `id` (reason [`CloseReason::Local`](crate::CloseReason::Local)).
@@ -243,18 +225,9 @@ impl Engine {
         &self.shared.local_addrs
     }
 
-    /// Counters summed over all loops.
+    /// Counters per loop and summed; cheap enough to call often.
     pub fn stats(&self) -> Stats {
-        let mut s = Stats::default();
-        for c in &self.shared.counters {
-            s.open += c.open.load(Ordering::Relaxed);
-            s.accepted += c.accepted.load(Ordering::Relaxed);
-            s.closed += c.closed.load(Ordering::Relaxed);
-            s.bytes_in += c.bytes_in.load(Ordering::Relaxed);
-            s.bytes_out += c.bytes_out.load(Ordering::Relaxed);
-            s.stale_commands += c.stale_commands.load(Ordering::Relaxed);
-        }
-        s
+        crate::stats::collect(&self.shared.counters)
     }
 
     /// True once [`Engine::stop`] was called (or a handler returned
@@ -411,6 +384,7 @@ where
             threads: Mutex::new(Vec::new()),
             local_addrs,
             shutdown_timeout: opts.shutdown_timeout,
+            max_inbox_bytes: opts.max_inbox_bytes,
         });
         let engine = Engine {
             shared: shared.clone(),

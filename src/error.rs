@@ -57,6 +57,14 @@ pub enum SendError {
     Stopped,
     /// The id names a loop this engine does not have.
     NoSuchLoop,
+    /// The loop already has this many bytes queued from other threads, the
+    /// configured maximum; retry once it has caught up.
+    InboxFull {
+        /// Bytes queued when the send was refused.
+        queued: usize,
+        /// `Options::max_inbox_bytes`.
+        max: usize,
+    },
     /// A reconnect policy with inconsistent settings.
     InvalidPolicy(crate::client::backoff::PolicyError),
 }
@@ -66,6 +74,9 @@ impl fmt::Display for SendError {
         match self {
             SendError::Stopped => f.write_str("engine stopped"),
             SendError::NoSuchLoop => f.write_str("connection id names no loop of this engine"),
+            SendError::InboxFull { queued, max } => {
+                write!(f, "loop inbox full: {queued} bytes queued, at most {max}")
+            }
             SendError::InvalidPolicy(e) => write!(f, "invalid reconnect policy: {e}"),
         }
     }

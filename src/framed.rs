@@ -153,6 +153,7 @@ impl<S, C: Codec> FrameConn<'_, '_, S, C> {
         self.conn.write(&header[..n]);
         self.conn.write(payload);
         self.conn.write(self.codec.encode_trailer());
+        self.conn.count_frame_out();
         Ok(())
     }
 }
@@ -235,6 +236,9 @@ impl<H: FrameHandler> EventHandler for Framed<H> {
     }
 
     fn on_open(&mut self, conn: &mut Conn<'_, Self::State>) -> Action {
+        // A fresh codec per stream: a redialed link keeps its state, not the old
+        // stream's decoding position.
+        conn.state_mut().codec = None;
         self.with(conn, |h, c| h.on_open(c))
     }
 
@@ -251,6 +255,7 @@ impl<H: FrameHandler> EventHandler for Framed<H> {
                 match codec.decode(input) {
                     Ok(Decoded::Frame(frame)) => {
                         let payload = frame.payload(input);
+                        conn.count_frame_in();
                         let action = handler.on_frame(&mut FrameConn { conn, codec }, payload);
                         conn.consume(frame.consumed());
                         if action != Action::Continue || conn.is_closing() {

@@ -2,11 +2,13 @@
 
 use std::io;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use mio::Waker;
 use mio::net::TcpStream;
 
+use crate::error::SendError;
 use crate::id::ConnId;
 
 /// One request for a loop, made by [`Engine`](crate::Engine) or by another loop.
@@ -35,6 +37,8 @@ pub(crate) enum Command {
 pub(crate) struct Inbox {
     queue: Mutex<Vec<Command>>,
     waker: Waker,
+    /// Payload bytes of queued `Send`s, bounded by `Options::max_inbox_bytes`.
+    queued_bytes: AtomicUsize,
 }
 
 impl Inbox {
@@ -42,6 +46,7 @@ impl Inbox {
         Inbox {
             queue: Mutex::new(Vec::new()),
             waker,
+            queued_bytes: AtomicUsize::new(0),
         }
     }
 
@@ -58,9 +63,35 @@ impl Inbox {
         Ok(())
     }
 
+    /// Queues `data` for `id` unless that would put more than `max` bytes in the
+    /// queue.
+    pub(crate) fn push_send(&self, id: ConnId, data: Bytes, max: usize) -> Result<(), SendError> {
+        let len = data.len();
+        let queued = self.queued_bytes.fetch_add(len, Ordering::Relaxed);
+        if queued.saturating_add(len) > max && len > 0 {
+            self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+            return Err(SendError::InboxFull { queued, max });
+        }
+        self.push(Command::Send(id, data)).map_err(|_| {
+            self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+            SendError::Stopped
+        })
+    }
+
     /// Moves every queued command into `out` (which keeps its capacity across calls).
     pub(crate) fn drain_into(&self, out: &mut Vec<Command>) {
         let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
         std::mem::swap(&mut *q, out);
+        drop(q);
+        let bytes: usize = out
+            .iter()
+            .map(|c| match c {
+                Command::Send(_, data) => data.len(),
+                _ => 0,
+            })
+            .sum();
+        if bytes > 0 {
+            self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+        }
     }
 }

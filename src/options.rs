@@ -45,6 +45,15 @@ pub struct Options {
     /// [`CloseReason::InboundOverflow`](crate::CloseReason::InboundOverflow).
     /// Default: 8 MiB + 64 KiB (a maximal default frame plus one read).
     pub max_inbound: usize,
+    /// Open connections allowed per engine; sockets accepted above it are closed
+    /// at once (counted in `Counts::rejected`), leaving established connections
+    /// untouched. Default: unlimited.
+    pub max_connections: usize,
+    /// Bytes queued by [`Engine::send`](crate::Engine::send) for one loop and not
+    /// yet applied; beyond it `send` fails with
+    /// [`SendError::InboxFull`](crate::SendError::InboxFull) instead of letting a
+    /// producer outrun a stalled loop without bound. Default: 64 MiB.
+    pub max_inbox_bytes: usize,
     /// Connections accepted per listener per wakeup, so a connection storm does
     /// not starve established connections. Default: 64.
     pub accepts_per_wakeup: usize,
@@ -91,6 +100,8 @@ impl Default for Options {
             max_outbound: 4 * 1024 * 1024,
             max_inbound: 8 * 1024 * 1024 + 64 * 1024,
             accepts_per_wakeup: 64,
+            max_connections: usize::MAX,
+            max_inbox_bytes: 64 * 1024 * 1024,
             accept_backoff_min: Duration::from_millis(100),
             accept_backoff_max: Duration::from_secs(1),
             shutdown_timeout: Duration::from_secs(5),

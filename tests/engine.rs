@@ -129,7 +129,7 @@ fn sixteen_mib_through_one_connection() {
     let echoed = read_n(&mut client, payload.len());
     sender.join().unwrap();
     assert!(echoed == payload, "16 MiB echoed byte for byte");
-    let stats = engine.stats();
+    let stats = engine.stats().total;
     assert_eq!(stats.bytes_in, 16 << 20);
     assert_eq!(stats.bytes_out, 16 << 20);
     engine.stop();
@@ -209,7 +209,7 @@ fn stale_conn_id_does_not_reach_the_slot_reuser() {
     engine.send(new, &b"fresh"[..]).unwrap();
     // Commands apply in order, so "fresh" arriving first proves "stale" was dropped.
     assert_eq!(read_n(&mut second, 5), b"fresh");
-    assert_eq!(engine.stats().stale_commands, 1);
+    assert_eq!(engine.stats().total.stale_commands, 1);
     engine.close(old).unwrap();
     roundtrip(&mut second, b"still open");
     engine.stop();

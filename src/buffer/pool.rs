@@ -33,6 +33,7 @@ pub struct BufferPool {
     max_pooled_capacity: usize,
     max_idle: usize,
     lent: usize,
+    lent_bytes: usize,
 }
 
 /// A snapshot of what a [`BufferPool`] holds.
@@ -40,6 +41,8 @@ pub struct BufferPool {
 pub struct PoolStats {
     /// Buffers currently owned by connections.
     pub lent: usize,
+    /// Capacity in bytes of the buffers owned by connections.
+    pub lent_bytes: usize,
     /// Buffers waiting in the pool.
     pub idle: usize,
     /// Capacity in bytes of the buffers waiting in the pool.
@@ -56,6 +59,7 @@ impl BufferPool {
             max_pooled_capacity: max_pooled_capacity.max(default_capacity),
             max_idle,
             lent: 0,
+            lent_bytes: 0,
         }
     }
 
@@ -66,12 +70,22 @@ impl BufferPool {
             .pop()
             .unwrap_or_else(|| Box::new(Buf::with_capacity(self.default_capacity)));
         self.lent += 1;
+        self.lent_bytes += buf.capacity();
         buf
+    }
+
+    /// Appends `data` to a lent buffer, keeping the pool's byte count exact when
+    /// the buffer grows.
+    pub fn append(&mut self, buf: &mut Buf, data: &[u8]) {
+        let before = buf.capacity();
+        buf.extend_from_slice(data);
+        self.lent_bytes = self.lent_bytes - before + buf.capacity();
     }
 
     /// Returns a buffer to the pool. Its contents are discarded.
     pub fn give(&mut self, mut buf: Box<Buf>) {
         self.lent = self.lent.saturating_sub(1);
+        self.lent_bytes = self.lent_bytes.saturating_sub(buf.capacity());
         if self.free.len() >= self.max_idle {
             return;
         }
@@ -86,6 +100,7 @@ impl BufferPool {
     pub fn stats(&self) -> PoolStats {
         PoolStats {
             lent: self.lent,
+            lent_bytes: self.lent_bytes,
             idle: self.free.len(),
             idle_bytes: self.free.iter().map(|b| b.capacity()).sum(),
         }

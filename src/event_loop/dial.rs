@@ -142,7 +142,7 @@ impl<H: EventHandler> EventLoop<H> {
         counters
             .open
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        crate::engine::bump(&counters.accepted, 1);
+        crate::stats::bump(&counters.accepted, 1);
         self.update_interest(key);
         self.rearm(key);
         self.callback(key, Callback::Open);

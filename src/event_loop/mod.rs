@@ -12,12 +12,13 @@ use slab::Slab;
 use crate::buffer::{Buf, BufferPool};
 use crate::conn::{CloseRequest, Conn, LoopCore, UserTimer};
 use crate::ctx::LoopCtx;
-use crate::engine::{Engine, bump};
+use crate::engine::Engine;
 use crate::handler::{Action, CloseReason, EventHandler, Idle};
 use crate::id::ConnId;
 use crate::inbox::Command;
 use crate::lb::Balancer;
 use crate::options::Options;
+use crate::stats::bump;
 use crate::timeouts::{Due, Timing};
 use crate::timer::TimerWheel;
 
@@ -102,7 +103,6 @@ pub(crate) struct EventLoop<H: EventHandler> {
     rbuf: Box<[u8]>,
     core: LoopCore,
     poll: Poll,
-    pool: BufferPool,
     listeners: Vec<Listener>,
     /// Set when this loop accepts for every loop (one shared listener).
     balancer: Option<Balancer>,
@@ -119,6 +119,9 @@ pub(crate) struct EventLoop<H: EventHandler> {
     stopping: Option<Instant>,
     /// When `on_tick` runs next, in loop milliseconds.
     next_tick: Option<u64>,
+    /// A descriptor held back so that, out of descriptors, one can still be freed
+    /// to accept and close a waiting connection.
+    reserve_fd: Option<std::fs::File>,
     /// Dialed links waiting for their next attempt, and when each is due.
     pending_dials: Slab<PendingDial<H::State>>,
     dial_wheel: TimerWheel<u32>,
@@ -161,13 +164,13 @@ impl<H: EventHandler> EventLoop<H> {
                 user_wheel: TimerWheel::new(0),
                 user_timers: Default::default(),
                 timeouts: opts.timeouts(),
+                pool: BufferPool::new(
+                    opts.pool_buffer_size,
+                    opts.read_buffer_size,
+                    opts.pool_max_idle,
+                ),
             },
             poll,
-            pool: BufferPool::new(
-                opts.pool_buffer_size,
-                opts.read_buffer_size,
-                opts.pool_max_idle,
-            ),
             listeners,
             balancer: accept_for_all.then(|| Balancer::new(opts.load_balancer)),
             opts,
@@ -178,6 +181,7 @@ impl<H: EventHandler> EventLoop<H> {
             open_counts: Vec::new(),
             stopping: None,
             next_tick: None,
+            reserve_fd: std::fs::File::open("/dev/null").ok(),
             pending_dials: Slab::new(),
             dial_wheel: TimerWheel::new(0),
         })
@@ -221,6 +225,7 @@ impl<H: EventHandler> EventLoop<H> {
             self.run_ready_work();
             self.set_clock();
             self.expire_timers();
+            self.publish_gauges();
             if let Some(deadline) = self.stopping {
                 if self.conns.is_empty() || self.core.now >= deadline {
                     break;
@@ -261,6 +266,22 @@ impl<H: EventHandler> EventLoop<H> {
             .chain(self.stopping)
             .min()
             .map(|t| t.saturating_duration_since(now))
+    }
+
+    /// Gauges that cannot be kept as running counts cheaply are published once per
+    /// iteration: three plain stores.
+    fn publish_gauges(&self) {
+        let counters = self.core.engine.counters(self.core.loop_id);
+        let pool = self.core.pool.stats();
+        counters
+            .buffer_bytes
+            .store(pool.lent_bytes, Ordering::Relaxed);
+        counters
+            .pool_idle_bytes
+            .store(pool.idle_bytes, Ordering::Relaxed);
+        let timers =
+            self.core.conn_wheel.len() + self.core.user_wheel.len() + self.dial_wheel.len();
+        counters.timers.store(timers, Ordering::Relaxed);
     }
 
     /// Runs everything due on the wheels and the ticker.
@@ -423,6 +444,13 @@ impl<H: EventHandler> EventLoop<H> {
                 Ok((stream, peer)) => {
                     accepted += 1;
                     listener.backoff = self.opts.accept_backoff_min;
+                    if self.core.engine.connection_count() >= self.opts.max_connections {
+                        // Accept and close at once: the peer learns now instead of
+                        // waiting in the backlog, and established ones are untouched.
+                        bump(&self.core.engine.counters(self.core.loop_id).rejected, 1);
+                        drop(stream);
+                        continue;
+                    }
                     self.route(stream, peer);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -434,7 +462,16 @@ impl<H: EventHandler> EventLoop<H> {
                 }
                 Err(e) => {
                     // EMFILE, ENFILE, ENOBUFS, ENOMEM: retrying at once would spin
-                    // on the same error; pause with a growing delay instead.
+                    // on the same error; pause with a growing delay instead. The
+                    // reserve descriptor lets one waiting peer be told (closed)
+                    // rather than left hanging in the backlog.
+                    if self.reserve_fd.take().is_some() {
+                        if let Ok((shed, _)) = listener.socket.accept() {
+                            drop(shed);
+                            bump(&self.core.engine.counters(self.core.loop_id).shed, 1);
+                        }
+                        self.reserve_fd = std::fs::File::open("/dev/null").ok();
+                    }
                     let pause = listener.backoff;
                     listener.paused_until = Some(self.core.now + pause);
                     listener.backoff = (pause * 2).min(self.opts.accept_backoff_max);
@@ -559,7 +596,7 @@ impl<H: EventHandler> EventLoop<H> {
                         self.close(key, CloseReason::InboundOverflow);
                         return;
                     }
-                    inbound.extend_from_slice(&self.rbuf[..n]);
+                    self.core.pool.append(inbound, &self.rbuf[..n]);
                     Input::Own
                 }
             };
@@ -657,8 +694,8 @@ impl<H: EventHandler> EventLoop<H> {
             Input::None => {}
             Input::Shared(n) => {
                 if consumed < n {
-                    let mut buf = self.pool.take();
-                    buf.extend_from_slice(&self.rbuf[consumed..n]);
+                    let mut buf = self.core.pool.take();
+                    self.core.pool.append(&mut buf, &self.rbuf[consumed..n]);
                     *inbound = Some(buf);
                     // A partial frame starts now; the frame timeout counts from here.
                     timing.partial_since = self.core.now_ms as u32;
@@ -670,7 +707,7 @@ impl<H: EventHandler> EventLoop<H> {
                     buf.consume(consumed);
                     if buf.is_empty() {
                         if let Some(buf) = inbound.take() {
-                            self.pool.give(buf);
+                            self.core.pool.give(buf);
                         }
                     }
                 }
@@ -760,7 +797,7 @@ impl<H: EventHandler> EventLoop<H> {
                 self.close(key, CloseReason::WriteOverflow);
                 return false;
             }
-            out.extend_from_slice(data);
+            self.core.pool.append(out, data);
             return self.check_watermark(key);
         }
         let written = match write_nonblocking(&slot.stream, data) {
@@ -778,8 +815,8 @@ impl<H: EventHandler> EventLoop<H> {
             slot.timing.last_write = self.core.now_ms as u32;
         }
         if written < data.len() {
-            let mut buf = self.pool.take();
-            buf.extend_from_slice(&data[written..]);
+            let mut buf = self.core.pool.take();
+            self.core.pool.append(&mut buf, &data[written..]);
             slot.outbound = Some(buf);
             self.update_interest(key);
             return self.check_watermark(key);
@@ -825,7 +862,7 @@ impl<H: EventHandler> EventLoop<H> {
         let left = out.len();
         if left == 0 {
             if let Some(buf) = slot.outbound.take() {
-                self.pool.give(buf);
+                self.core.pool.give(buf);
             }
             if slot.flags & PEER_CLOSED != 0 {
                 self.close(key, CloseReason::PeerClosed);
@@ -906,9 +943,10 @@ impl<H: EventHandler> EventLoop<H> {
             generation: slot.generation,
         };
         // Counted closed before `on_close`, so whoever it notifies sees the count.
-        let counters = self.core.engine.counters(self.core.loop_id);
-        counters.open.fetch_sub(1, Ordering::Relaxed);
-        bump(&counters.closed, 1);
+        self.core
+            .engine
+            .counters(self.core.loop_id)
+            .record_close(&reason);
         if let Some(entry) = slot.timing.entry.take() {
             self.core.conn_wheel.cancel(entry);
         }
@@ -944,7 +982,7 @@ impl<H: EventHandler> EventLoop<H> {
             .into_iter()
             .flatten()
         {
-            self.pool.give(buf);
+            self.core.pool.give(buf);
         }
         // Dropping the stream closes the socket, which also removes it from epoll.
         let Slot {

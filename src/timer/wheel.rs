@@ -138,26 +138,34 @@ impl<T> Armed<T> {
     }
 }
 
-/// Heads of the stripes of one list.
-type Heads = [u32; STRIPES];
-
-const EMPTY: Heads = [NIL; STRIPES];
-
-const STRIPE_SHIFT: u32 = 12;
-
-fn stripe(index: u32) -> usize {
-    (index as usize >> STRIPE_SHIFT) % STRIPES
+/// The stripes of one list: FIFO, so that a slot filled in allocation order
+/// is walked in address order, which the hardware prefetcher follows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Lists {
+    head: [u32; STRIPES],
+    tail: [u32; STRIPES],
 }
 
-fn is_empty(heads: &Heads) -> bool {
-    heads.iter().all(|&head| head == NIL)
+const EMPTY: Lists = Lists {
+    head: [NIL; STRIPES],
+    tail: [NIL; STRIPES],
+};
+
+impl Lists {
+    fn is_empty(&self) -> bool {
+        self.head.iter().all(|&head| head == NIL)
+    }
+}
+
+fn stripe(index: u32) -> usize {
+    index as usize % STRIPES
 }
 
 #[derive(Clone, Copy)]
 struct Level {
     /// Bit `s` is set iff some stripe of `slots[s]` is non-empty.
     occupied: u64,
-    slots: [Heads; SLOTS],
+    slots: [Lists; SLOTS],
 }
 
 const EMPTY_LEVEL: Level = Level {
@@ -207,12 +215,12 @@ pub struct TimerWheel<T> {
     levels: [Level; LEVELS],
     /// Due timers, all with effective deadline `elapsed`; the wheel does not
     /// advance while this is non-empty, which is what keeps pops in order.
-    pending: Heads,
+    pending: Lists,
     /// Lower bound of the raw deadlines on `pending`, valid while it is
     /// non-empty. Not raised on cancel, hence only a bound.
     pending_min: u64,
     /// Timers due in a later epoch; see [`RANGE_MS`].
-    overflow: Heads,
+    overflow: Lists,
     /// Lower bound of the deadlines on `overflow`, valid while it is
     /// non-empty; always in a later epoch than `elapsed`.
     overflow_min: u64,
@@ -360,7 +368,7 @@ impl<T> TimerWheel<T> {
     /// whole life (plus one per epoch for timers beyond [`RANGE_MS`]). The
     /// result is at most `now()` exactly when some timer is already due.
     pub fn next_expiry(&self) -> Option<u64> {
-        if !is_empty(&self.pending) {
+        if !self.pending.is_empty() {
             return Some(self.pending_min);
         }
         self.next_event().map(|(_, start)| start)
@@ -376,14 +384,16 @@ impl<T> TimerWheel<T> {
     /// crossed, not on the time elapsed. A `now_ms` earlier than
     /// [`now`](Self::now) does not move the clock back.
     pub fn poll_expired(&mut self, now_ms: u64) -> Option<(TimerId, T)> {
-        if is_empty(&self.pending) {
+        if self.pending.is_empty() {
             self.advance(now_ms);
         }
-        let head = self.pending.iter_mut().find(|head| **head != NIL)?;
-        let index = *head;
+        let s = self.pending.head.iter().position(|&head| head != NIL)?;
+        let index = self.pending.head[s];
         let next = self.nodes[index as usize].next;
-        *head = next;
-        if next != NIL {
+        self.pending.head[s] = next;
+        if next == NIL {
+            self.pending.tail[s] = NIL;
+        } else {
             self.nodes[next as usize].prev = NIL;
         }
         let generation = self.nodes[index as usize].generation;
@@ -394,8 +404,8 @@ impl<T> TimerWheel<T> {
     /// Processes occupied slots up to `now` until some timer becomes due.
     /// Only called with empty pending lists.
     fn advance(&mut self, now: u64) {
-        debug_assert!(is_empty(&self.pending));
-        while is_empty(&self.pending) {
+        debug_assert!(self.pending.is_empty());
+        while self.pending.is_empty() {
             let Some((event, start)) = self.next_event() else {
                 break;
             };
@@ -410,7 +420,7 @@ impl<T> TimerWheel<T> {
                 Event::Overflow => self.refile_overflow(),
             }
         }
-        if is_empty(&self.pending) && now > self.elapsed {
+        if self.pending.is_empty() && now > self.elapsed {
             // Nothing starts in (elapsed, now]: every timer keeps its list.
             self.elapsed = now;
         }
@@ -423,7 +433,7 @@ impl<T> TimerWheel<T> {
         let lists = mem::replace(&mut lvl.slots[slot], EMPTY);
         if level == 0 {
             // A level-0 slot holds exactly one deadline, `elapsed`.
-            debug_assert!(is_empty(&self.pending));
+            debug_assert!(self.pending.is_empty());
             self.pending = lists;
             self.pending_min = self.elapsed;
             return;
@@ -433,7 +443,8 @@ impl<T> TimerWheel<T> {
 
     /// Files every node of lists that were just taken out of the wheel
     /// according to the current `elapsed`.
-    fn refile(&mut self, mut cursors: Heads) {
+    fn refile(&mut self, lists: Lists) {
+        let mut cursors = lists.head;
         // One node per stripe per round: the loads of a round do not depend
         // on each other, so their cache misses overlap.
         let mut live = true;
@@ -472,7 +483,7 @@ impl<T> TimerWheel<T> {
                 let (slot, start) = self.next_slot(level);
                 Some((Event::Slot { level, slot }, start))
             }
-            None if !is_empty(&self.overflow) => {
+            None if !self.overflow.is_empty() => {
                 Some((Event::Overflow, self.overflow_min & !(RANGE_MS - 1)))
             }
             None => None,
@@ -514,12 +525,11 @@ impl<T> TimerWheel<T> {
         }
     }
 
-    /// Pushes node `index`, armed with `deadline`, onto the front of its
-    /// list's stripe.
+    /// Appends node `index`, armed with `deadline`, to its list's stripe.
     fn link(&mut self, index: u32, deadline: u64) {
-        let heads = match self.list_for(deadline) {
+        let lists = match self.list_for(deadline) {
             List::Pending => {
-                self.pending_min = if is_empty(&self.pending) {
+                self.pending_min = if self.pending.is_empty() {
                     deadline
                 } else {
                     self.pending_min.min(deadline)
@@ -527,7 +537,7 @@ impl<T> TimerWheel<T> {
                 &mut self.pending
             }
             List::Overflow => {
-                self.overflow_min = if is_empty(&self.overflow) {
+                self.overflow_min = if self.overflow.is_empty() {
                     deadline
                 } else {
                     self.overflow_min.min(deadline)
@@ -540,28 +550,33 @@ impl<T> TimerWheel<T> {
                 &mut lvl.slots[slot]
             }
         };
-        let old = mem::replace(&mut heads[stripe(index)], index);
-        if old != NIL {
-            self.nodes[old as usize].prev = index;
+        let s = stripe(index);
+        let old = mem::replace(&mut lists.tail[s], index);
+        if old == NIL {
+            lists.head[s] = index;
+        } else {
+            self.nodes[old as usize].next = index;
         }
         let node = &mut self.nodes[index as usize];
-        node.prev = NIL;
-        node.next = old;
+        node.prev = old;
+        node.next = NIL;
     }
 
     /// Takes node `index`, armed with `deadline`, off its list.
     fn unlink(&mut self, index: u32, deadline: u64) {
         let node = &self.nodes[index as usize];
         let (prev, next) = (node.prev, node.next);
+        if prev != NIL {
+            self.nodes[prev as usize].next = next;
+        }
         if next != NIL {
             self.nodes[next as usize].prev = prev;
         }
-        if prev != NIL {
-            self.nodes[prev as usize].next = next;
+        if prev != NIL && next != NIL {
             return;
         }
-        // The node heads its stripe; find which list that is.
-        let (heads, occupancy) = match self.list_for(deadline) {
+        // The node ends its stripe; find which list that is.
+        let (lists, occupancy) = match self.list_for(deadline) {
             List::Pending => (&mut self.pending, None),
             List::Overflow => (&mut self.overflow, None),
             List::Slot { level, slot } => {
@@ -569,11 +584,17 @@ impl<T> TimerWheel<T> {
                 (&mut lvl.slots[slot], Some((&mut lvl.occupied, slot)))
             }
         };
-        let head = &mut heads[stripe(index)];
-        debug_assert_eq!(*head, index, "list head mismatch");
-        *head = next;
-        if let (NIL, Some((occupied, slot))) = (next, occupancy) {
-            if is_empty(heads) {
+        let s = stripe(index);
+        if prev == NIL {
+            debug_assert_eq!(lists.head[s], index, "list head mismatch");
+            lists.head[s] = next;
+        }
+        if next == NIL {
+            debug_assert_eq!(lists.tail[s], index, "list tail mismatch");
+            lists.tail[s] = prev;
+        }
+        if let (NIL, NIL, Some((occupied, slot))) = (prev, next, occupancy) {
+            if lists.is_empty() {
                 *occupied &= !(1 << slot);
             }
         }
@@ -625,8 +646,8 @@ mod tests {
         /// Asserts every structural invariant the O(1) paths rely on.
         fn check_invariants(&self) {
             let mut filed = 0;
-            let mut check_list = |heads: &Heads, list: List| {
-                for (stripe_no, &head) in heads.iter().enumerate() {
+            let mut check_list = |lists: &Lists, list: List| {
+                for (stripe_no, &head) in lists.head.iter().enumerate() {
                     let (mut prev, mut cursor) = (NIL, head);
                     while cursor != NIL {
                         let node = &self.nodes[cursor as usize];
@@ -644,21 +665,22 @@ mod tests {
                         assert!(filed <= self.len, "list cycle");
                         (prev, cursor) = (cursor, node.next);
                     }
+                    assert_eq!(lists.tail[stripe_no], prev, "tail of stripe {stripe_no}");
                 }
             };
             for (level, lvl) in self.levels.iter().enumerate() {
-                for (slot, heads) in lvl.slots.iter().enumerate() {
-                    assert_eq!(lvl.occupied >> slot & 1 == 1, !is_empty(heads));
-                    check_list(heads, List::Slot { level, slot });
+                for (slot, lists) in lvl.slots.iter().enumerate() {
+                    assert_eq!(lvl.occupied >> slot & 1 == 1, !lists.is_empty());
+                    check_list(lists, List::Slot { level, slot });
                 }
             }
             check_list(&self.pending, List::Pending);
             check_list(&self.overflow, List::Overflow);
             assert_eq!(filed, self.len);
-            if !is_empty(&self.pending) {
+            if !self.pending.is_empty() {
                 assert!(self.pending_min <= self.elapsed);
             }
-            if !is_empty(&self.overflow) {
+            if !self.overflow.is_empty() {
                 assert!(self.overflow_min & !(RANGE_MS - 1) > self.elapsed);
             }
             let mut free = 0;

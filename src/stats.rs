@@ -1,0 +1,216 @@
+//! Runtime counters: plain per-loop numbers, summed when asked for.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use crate::handler::CloseReason;
+
+/// Connections closed, by reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClosedBy {
+    /// [`CloseReason::Local`].
+    pub local: u64,
+    /// [`CloseReason::PeerClosed`].
+    pub peer_closed: u64,
+    /// [`CloseReason::Reset`].
+    pub reset: u64,
+    /// [`CloseReason::IdleTimeout`].
+    pub idle_timeout: u64,
+    /// [`CloseReason::FrameTimeout`].
+    pub frame_timeout: u64,
+    /// [`CloseReason::Protocol`].
+    pub protocol: u64,
+    /// [`CloseReason::WriteOverflow`].
+    pub write_overflow: u64,
+    /// [`CloseReason::InboundOverflow`].
+    pub inbound_overflow: u64,
+    /// [`CloseReason::Io`].
+    pub io: u64,
+    /// [`CloseReason::Panic`].
+    pub panic: u64,
+    /// [`CloseReason::Shutdown`].
+    pub shutdown: u64,
+}
+
+const REASONS: usize = 11;
+
+fn reason_index(reason: &CloseReason) -> usize {
+    match reason {
+        CloseReason::Local => 0,
+        CloseReason::PeerClosed => 1,
+        CloseReason::Reset => 2,
+        CloseReason::IdleTimeout(_) => 3,
+        CloseReason::FrameTimeout => 4,
+        CloseReason::Protocol(_) => 5,
+        CloseReason::WriteOverflow => 6,
+        CloseReason::InboundOverflow => 7,
+        CloseReason::Io(_) => 8,
+        CloseReason::Panic => 9,
+        CloseReason::Shutdown => 10,
+    }
+}
+
+impl ClosedBy {
+    fn from_array(a: [u64; REASONS]) -> ClosedBy {
+        ClosedBy {
+            local: a[0],
+            peer_closed: a[1],
+            reset: a[2],
+            idle_timeout: a[3],
+            frame_timeout: a[4],
+            protocol: a[5],
+            write_overflow: a[6],
+            inbound_overflow: a[7],
+            io: a[8],
+            panic: a[9],
+            shutdown: a[10],
+        }
+    }
+
+    fn add(&mut self, o: &ClosedBy) {
+        let fields = [
+            (&mut self.local, o.local),
+            (&mut self.peer_closed, o.peer_closed),
+            (&mut self.reset, o.reset),
+            (&mut self.idle_timeout, o.idle_timeout),
+            (&mut self.frame_timeout, o.frame_timeout),
+            (&mut self.protocol, o.protocol),
+            (&mut self.write_overflow, o.write_overflow),
+            (&mut self.inbound_overflow, o.inbound_overflow),
+            (&mut self.io, o.io),
+            (&mut self.panic, o.panic),
+            (&mut self.shutdown, o.shutdown),
+        ];
+        for (mine, theirs) in fields {
+            *mine += theirs;
+        }
+    }
+}
+
+/// One loop's counters, or their sum.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Counts {
+    /// Connections open now.
+    pub open: usize,
+    /// Connections accepted or dialed (and established) since start.
+    pub accepted: u64,
+    /// Connections closed since start.
+    pub closed: u64,
+    /// The same, by reason.
+    pub closed_by: ClosedBy,
+    /// Sockets accepted and closed at once because `max_connections` was reached.
+    pub rejected: u64,
+    /// Sockets accepted and closed at once to shed load when out of descriptors.
+    pub shed: u64,
+    /// Bytes read from sockets.
+    pub bytes_in: u64,
+    /// Bytes written to sockets.
+    pub bytes_out: u64,
+    /// Frames decoded by [`Framed`](crate::Framed) handlers.
+    pub frames_in: u64,
+    /// Frames written with [`FrameConn::write_frame`](crate::FrameConn::write_frame).
+    pub frames_out: u64,
+    /// Commands dropped because their connection id was stale.
+    pub stale_commands: u64,
+    /// Bytes of buffer capacity owned by connections with bytes in flight.
+    pub buffer_bytes: usize,
+    /// Bytes of buffer capacity idle in the pools.
+    pub pool_idle_bytes: usize,
+    /// Armed timer entries (connection timeouts and user timers).
+    pub timers: usize,
+}
+
+impl Counts {
+    fn add(&mut self, o: &Counts) {
+        self.open += o.open;
+        self.accepted += o.accepted;
+        self.closed += o.closed;
+        self.closed_by.add(&o.closed_by);
+        self.rejected += o.rejected;
+        self.shed += o.shed;
+        self.bytes_in += o.bytes_in;
+        self.bytes_out += o.bytes_out;
+        self.frames_in += o.frames_in;
+        self.frames_out += o.frames_out;
+        self.stale_commands += o.stale_commands;
+        self.buffer_bytes += o.buffer_bytes;
+        self.pool_idle_bytes += o.pool_idle_bytes;
+        self.timers += o.timers;
+    }
+}
+
+/// A snapshot of an engine's counters: the total and each loop's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Summed over all loops.
+    pub total: Counts,
+    /// Per loop, by loop index.
+    pub loops: Vec<Counts>,
+}
+
+/// Counters one loop publishes. Only that loop writes them (except `open`, which
+/// the accepting loop also raises when it hands a socket over), so most updates
+/// are a plain load and store.
+#[derive(Debug, Default)]
+pub(crate) struct LoopCounters {
+    pub(crate) open: AtomicUsize,
+    pub(crate) accepted: AtomicU64,
+    pub(crate) closed: AtomicU64,
+    closed_by: [AtomicU64; REASONS],
+    pub(crate) rejected: AtomicU64,
+    pub(crate) shed: AtomicU64,
+    pub(crate) bytes_in: AtomicU64,
+    pub(crate) bytes_out: AtomicU64,
+    pub(crate) frames_in: AtomicU64,
+    pub(crate) frames_out: AtomicU64,
+    pub(crate) stale_commands: AtomicU64,
+    pub(crate) buffer_bytes: AtomicUsize,
+    pub(crate) pool_idle_bytes: AtomicUsize,
+    pub(crate) timers: AtomicUsize,
+}
+
+/// Adds to a counter that only the calling loop writes: no locked instruction
+/// on the data path.
+#[inline]
+pub(crate) fn bump(counter: &AtomicU64, n: u64) {
+    counter.store(counter.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+}
+
+impl LoopCounters {
+    pub(crate) fn record_close(&self, reason: &CloseReason) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+        bump(&self.closed, 1);
+        bump(&self.closed_by[reason_index(reason)], 1);
+    }
+
+    fn snapshot(&self) -> Counts {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Counts {
+            open: self.open.load(Ordering::Relaxed),
+            accepted: get(&self.accepted),
+            closed: get(&self.closed),
+            closed_by: ClosedBy::from_array(std::array::from_fn(|i| get(&self.closed_by[i]))),
+            rejected: get(&self.rejected),
+            shed: get(&self.shed),
+            bytes_in: get(&self.bytes_in),
+            bytes_out: get(&self.bytes_out),
+            frames_in: get(&self.frames_in),
+            frames_out: get(&self.frames_out),
+            stale_commands: get(&self.stale_commands),
+            buffer_bytes: self.buffer_bytes.load(Ordering::Relaxed),
+            pool_idle_bytes: self.pool_idle_bytes.load(Ordering::Relaxed),
+            timers: self.timers.load(Ordering::Relaxed),
+        }
+    }
+}
+
+pub(crate) fn collect(counters: &[LoopCounters]) -> Stats {
+    let loops: Vec<Counts> = counters.iter().map(LoopCounters::snapshot).collect();
+    let mut total = Counts::default();
+    for l in &loops {
+        total.add(l);
+    }
+    Stats { total, loops }
+}
