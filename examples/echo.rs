@@ -4,8 +4,9 @@
 //! cargo run --release --example echo -- --addr 127.0.0.1:9000 --loops 2
 //! ```
 //!
-//! Flags: `--addr ADDR` (default `127.0.0.1:9000`; `host:port` or
-//! `tcp://host:port`), `--loops N` (default: cores), `--reuseport on|off`,
+//! Flags: `--addr ADDR` (default `127.0.0.1:9000`; `host:port`,
+//! `tcp://host:port`, `udp://host:port` to echo datagrams, or
+//! `unix:///path/to/socket`), `--loops N` (default: cores), `--reuseport on|off`,
 //! `--lb round-robin|least-conn|source-hash`, `--idle-timeout-ms MS` (close
 //! connections idle that long; 0 = off, the default). Prints `listening on <addr>` once it
 //! accepts; stops gracefully on SIGINT or SIGTERM. Logging: `RUST_LOG=debug`.
@@ -13,7 +14,8 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use tether::{Action, CloseReason, Conn, Engine, EventHandler, LoadBalancer, Options};
+use tether::net::ListenAddr;
+use tether::{Action, CloseReason, Conn, Datagram, Engine, EventHandler, LoadBalancer, Options};
 
 struct Echo;
 
@@ -34,6 +36,13 @@ impl EventHandler for Echo {
 
     fn on_close(&mut self, conn: &mut Conn<'_, ()>, reason: &CloseReason) {
         log::debug!("{} closed: {reason}", conn.id());
+    }
+
+    fn on_datagram(&mut self, dgram: &mut Datagram<'_>) -> Action {
+        if let Err(e) = dgram.reply(dgram.data()) {
+            log::debug!("reply to {} dropped: {e}", dgram.peer());
+        }
+        Action::Continue
     }
 }
 
@@ -108,7 +117,12 @@ fn main() -> ExitCode {
         }
     };
     let mut stdout = std::io::stdout();
-    let _ = writeln!(stdout, "listening on {}", engine.local_addrs()[0]);
+    // TCP prints a bare `host:port`, the form scripts and load generators take.
+    let shown = match &engine.listen_addrs()[0] {
+        ListenAddr::Tcp(addr) => addr.to_string(),
+        other => other.to_string(),
+    };
+    let _ = writeln!(stdout, "listening on {shown}");
     let _ = stdout.flush();
 
     let mut signals = match signal_hook::iterator::Signals::new([

@@ -4,7 +4,6 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use mio::net::TcpStream;
 use socket2::SockRef;
 
 use std::collections::BTreeMap;
@@ -14,6 +13,7 @@ use crate::client::DialId;
 use crate::engine::Engine;
 use crate::handler::{CloseReason, Idle};
 use crate::id::ConnId;
+use crate::net::stream::Stream;
 use crate::timeouts::{TimeoutCfg, Timing};
 use crate::timer::{TimerId, TimerWheel};
 
@@ -84,7 +84,7 @@ pub(crate) enum CloseRequest {
 #[derive(Debug)]
 pub struct Conn<'a, S> {
     pub(crate) id: ConnId,
-    pub(crate) stream: &'a TcpStream,
+    pub(crate) stream: &'a Stream,
     pub(crate) state: &'a mut S,
     pub(crate) input: &'a [u8],
     pub(crate) consumed: usize,
@@ -102,12 +102,14 @@ pub struct Conn<'a, S> {
     pub(crate) discard: bool,
     /// The link's identity when this connection was dialed.
     pub(crate) dial: Option<DialId>,
+    /// Index of the listener that accepted it.
+    pub(crate) listener: Option<usize>,
 }
 
 impl<'a, S> Conn<'a, S> {
     pub(crate) fn new(
         id: ConnId,
-        stream: &'a TcpStream,
+        stream: &'a Stream,
         state: &'a mut S,
         input: &'a [u8],
         pending: Option<&'a mut Buf>,
@@ -129,12 +131,19 @@ impl<'a, S> Conn<'a, S> {
             overflow: false,
             discard: false,
             dial: None,
+            listener: None,
         }
     }
 
     /// This connection's id, valid from any thread for the engine's commands.
     pub fn id(&self) -> ConnId {
         self.id
+    }
+
+    /// For an accepted connection, the index of its listener among the addresses
+    /// given to the builder (see [`Engine::listen_addrs`]); `None` when dialed.
+    pub fn listener(&self) -> Option<usize> {
+        self.listener
     }
 
     /// For a dialed connection, its link's identity, stable across reconnects.
@@ -274,6 +283,7 @@ impl<'a, S> Conn<'a, S> {
             overflow: self.overflow,
             discard: self.discard,
             dial: self.dial,
+            listener: self.listener,
         };
         let r = f(&mut inner, extra);
         self.consumed = inner.consumed;
@@ -362,9 +372,19 @@ impl<'a, S> Conn<'a, S> {
         self.timing_changed = true;
     }
 
-    /// Sets `TCP_NODELAY` (on by default through `Options::nodelay`).
+    /// Sets `TCP_NODELAY` (on by default through `SocketOptions::nodelay`).
     pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
-        self.stream.set_nodelay(on)
+        SockRef::from(self.stream).set_tcp_nodelay(on)
+    }
+
+    /// The socket, to read or set options not covered here.
+    pub fn socket(&self) -> SockRef<'_> {
+        SockRef::from(self.stream)
+    }
+
+    /// True for a Unix domain socket connection.
+    pub fn is_unix(&self) -> bool {
+        self.stream.is_unix()
     }
 
     /// Enables TCP keepalive probes after `idle` without traffic, or disables them.

@@ -2,6 +2,7 @@
 
 use std::cell::Cell;
 use std::fmt;
+use std::io;
 use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,7 +15,7 @@ use mio::{Poll, Waker};
 
 use crate::client::{ConnectOptions, DialId, DialRequest};
 use crate::error::{Error, SendError};
-use crate::event_loop::{EventLoop, WAKER};
+use crate::event_loop::{EventLoop, ListenSocket, LoopListener, WAKER};
 use crate::handler::EventHandler;
 use crate::id::ConnId;
 use crate::inbox::{Command, Inbox};
@@ -35,6 +36,7 @@ pub(crate) struct Shared {
     stopped: AtomicBool,
     threads: Mutex<Vec<JoinHandle<()>>>,
     local_addrs: Vec<SocketAddr>,
+    listen_addrs: Vec<ListenAddr>,
     shutdown_timeout: Duration,
     max_inbox_bytes: usize,
 }
@@ -219,10 +221,18 @@ impl Engine {
             .sum()
     }
 
-    /// The addresses the engine listens on, in the order they were given, with
-    /// port 0 replaced by the port the system chose.
+    /// The IP addresses (TCP and UDP) the engine listens on, in the order they
+    /// were given, with port 0 replaced by the port the system chose. Unix socket
+    /// paths are in [`Engine::listen_addrs`].
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.shared.local_addrs
+    }
+
+    /// Every address the engine listens on, in the order given to the builder
+    /// (the index is what [`Conn::listener`](crate::Conn::listener) reports), with
+    /// port 0 resolved.
+    pub fn listen_addrs(&self) -> &[ListenAddr] {
+        &self.shared.listen_addrs
     }
 
     /// Counters per loop and summed; cheap enough to call often.
@@ -359,23 +369,14 @@ where
             polls.push(poll);
         }
 
-        // Listeners per loop: with SO_REUSEPORT each loop binds every address (the
-        // first bind fixes port 0 for the rest); otherwise loop 0 holds them all.
-        let mut listeners: Vec<Vec<mio::net::TcpListener>> =
-            (0..opts.loops).map(|_| Vec::new()).collect();
-        let mut local_addrs = Vec::with_capacity(addrs.len());
-        for addr in &addrs {
-            let ListenAddr::Tcp(sa) = addr;
-            let first = listener::bind_tcp(*sa, opts.reuse_port, opts.backlog)?;
-            let bound = first.local_addr()?;
-            local_addrs.push(bound);
-            listeners[0].push(first);
-            if opts.reuse_port {
-                for per_loop in listeners.iter_mut().skip(1) {
-                    per_loop.push(listener::bind_tcp(bound, true, opts.backlog)?);
-                }
-            }
-        }
+        let (listeners, bound) = bind_all(&addrs, &opts)?;
+        let local_addrs = bound
+            .iter()
+            .filter_map(|a| match a {
+                ListenAddr::Tcp(sa) | ListenAddr::Udp(sa) => Some(*sa),
+                _ => None,
+            })
+            .collect();
 
         let shared = Arc::new(Shared {
             inboxes,
@@ -383,6 +384,7 @@ where
             stopped: AtomicBool::new(false),
             threads: Mutex::new(Vec::new()),
             local_addrs,
+            listen_addrs: bound,
             shutdown_timeout: opts.shutdown_timeout,
             max_inbox_bytes: opts.max_inbox_bytes,
         });
@@ -401,16 +403,7 @@ where
                 .spawn(move || {
                     CURRENT_ENGINE.with(|c| c.set(shared_addr));
                     let handler = factory(loop_id);
-                    let accept_for_all = !opts.reuse_port && opts.loops > 1;
-                    match EventLoop::new(
-                        loop_id,
-                        poll,
-                        handler,
-                        lst,
-                        accept_for_all,
-                        engine_for_loop,
-                        opts,
-                    ) {
+                    match EventLoop::new(loop_id, poll, handler, lst, engine_for_loop, opts) {
                         Ok(mut event_loop) => event_loop.run(),
                         Err(e) => log::error!("loop {loop_id} failed to start: {e}"),
                     }
@@ -427,6 +420,66 @@ where
         *shared.threads.lock().unwrap_or_else(|p| p.into_inner()) = threads;
         Ok(engine)
     }
+}
+
+/// Binds every address: with SO_REUSEPORT each loop gets its own TCP and UDP
+/// socket (the first bind fixes port 0 for the rest); otherwise, and for Unix
+/// sockets, loop 0 holds the one listener and hands connections out.
+fn bind_all(
+    addrs: &[ListenAddr],
+    opts: &Options,
+) -> io::Result<(Vec<Vec<LoopListener>>, Vec<ListenAddr>)> {
+    let mut per_loop: Vec<Vec<LoopListener>> = (0..opts.loops).map(|_| Vec::new()).collect();
+    let mut bound = Vec::with_capacity(addrs.len());
+    let spread = opts.reuse_port && opts.loops > 1;
+    for (tag, addr) in addrs.iter().enumerate() {
+        let entry = |socket, shared, unix_path| LoopListener {
+            socket,
+            tag,
+            shared,
+            unix_path,
+        };
+        match addr {
+            ListenAddr::Tcp(sa) => {
+                let first = listener::bind_tcp(*sa, opts.reuse_port, opts.backlog, &opts.socket)?;
+                let at = first.local_addr()?;
+                bound.push(ListenAddr::Tcp(at));
+                per_loop[0].push(entry(
+                    ListenSocket::Tcp(first),
+                    !spread && opts.loops > 1,
+                    None,
+                ));
+                if spread {
+                    for l in per_loop.iter_mut().skip(1) {
+                        let s = listener::bind_tcp(at, true, opts.backlog, &opts.socket)?;
+                        l.push(entry(ListenSocket::Tcp(s), false, None));
+                    }
+                }
+            }
+            ListenAddr::Udp(sa) => {
+                let first = listener::bind_udp(*sa, spread, &opts.socket)?;
+                let at = first.local_addr()?;
+                bound.push(ListenAddr::Udp(at));
+                per_loop[0].push(entry(ListenSocket::Udp(first), false, None));
+                if spread {
+                    for l in per_loop.iter_mut().skip(1) {
+                        let s = listener::bind_udp(at, true, &opts.socket)?;
+                        l.push(entry(ListenSocket::Udp(s), false, None));
+                    }
+                }
+            }
+            ListenAddr::Unix(path) => {
+                let l = listener::bind_unix(path, opts.backlog, &opts.socket)?;
+                bound.push(addr.clone());
+                per_loop[0].push(entry(
+                    ListenSocket::Unix(l),
+                    opts.loops > 1,
+                    Some(path.clone()),
+                ));
+            }
+        }
+    }
+    Ok((per_loop, bound))
 }
 
 fn validate(o: &Options) -> Result<(), Error> {

@@ -6,6 +6,7 @@ use std::io;
 use crate::client::{ConnectFailure, Redial};
 use crate::conn::Conn;
 use crate::ctx::LoopCtx;
+use crate::datagram::Datagram;
 
 /// What the loop should do after a callback returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -194,6 +195,14 @@ pub trait EventHandler: Send + 'static {
     fn on_tick(&mut self, ctx: &mut LoopCtx<'_>) -> Option<std::time::Duration> {
         let _ = ctx;
         None
+    }
+
+    /// A datagram arrived on a UDP listener. Answer with [`Datagram::reply`].
+    /// [`Action::Shutdown`] stops the engine; other actions do nothing (there is
+    /// no connection to close).
+    fn on_datagram(&mut self, dgram: &mut Datagram<'_>) -> Action {
+        let _ = dgram;
+        Action::Continue
     }
 
     /// A dial attempt failed (refused, unreachable, timed out). `failure.retry_in`

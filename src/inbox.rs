@@ -4,9 +4,9 @@ use std::io;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::net::stream::Stream;
 use bytes::Bytes;
 use mio::Waker;
-use mio::net::TcpStream;
 
 use crate::error::SendError;
 use crate::id::ConnId;
@@ -17,8 +17,9 @@ pub(crate) enum Command {
     Send(ConnId, Bytes),
     Close(ConnId),
     Wake(ConnId),
-    /// A socket accepted by the shared listener, handed to this loop.
-    Adopt(TcpStream),
+    /// A socket accepted by a shared listener (tagged with its index), handed to
+    /// this loop.
+    Adopt(Stream, u16),
     /// Dial out from this loop.
     Connect(Box<crate::client::DialRequest>),
     /// Stop accepting, drain, close everything; by `deadline_ms` on the loop clock

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::lb::LoadBalancer;
+use crate::net::SocketOptions;
 
 /// Tunables of an engine. Every field has a documented default.
 ///
@@ -65,8 +66,12 @@ pub struct Options {
     /// How long [`Engine::stop`](crate::Engine::stop) waits for pending output to
     /// drain before closing what is left. Default: 5 s.
     pub shutdown_timeout: Duration,
-    /// `TCP_NODELAY` on accepted and dialed sockets. Default: on.
-    pub nodelay: bool,
+    /// Socket options for listeners and connections (`TCP_NODELAY` on by
+    /// default).
+    pub socket: SocketOptions,
+    /// Datagrams read from one UDP socket per wakeup before the loop serves the
+    /// others. Default: 64.
+    pub udp_budget: usize,
     /// Close (or report through `on_idle`) a connection that received nothing for
     /// this long. Default: off.
     pub read_idle_timeout: Option<Duration>,
@@ -105,7 +110,8 @@ impl Default for Options {
             accept_backoff_min: Duration::from_millis(100),
             accept_backoff_max: Duration::from_secs(1),
             shutdown_timeout: Duration::from_secs(5),
-            nodelay: true,
+            socket: SocketOptions::default(),
+            udp_budget: 64,
             read_idle_timeout: None,
             write_idle_timeout: None,
             idle_timeout: None,

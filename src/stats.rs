@@ -113,6 +113,12 @@ pub struct Counts {
     pub frames_out: u64,
     /// Commands dropped because their connection id was stale.
     pub stale_commands: u64,
+    /// UDP datagrams received.
+    pub datagrams_in: u64,
+    /// UDP datagrams sent.
+    pub datagrams_out: u64,
+    /// UDP datagrams the socket refused to send (dropped).
+    pub datagrams_dropped: u64,
     /// Bytes of buffer capacity owned by connections with bytes in flight.
     pub buffer_bytes: usize,
     /// Bytes of buffer capacity idle in the pools.
@@ -134,6 +140,9 @@ impl Counts {
         self.frames_in += o.frames_in;
         self.frames_out += o.frames_out;
         self.stale_commands += o.stale_commands;
+        self.datagrams_in += o.datagrams_in;
+        self.datagrams_out += o.datagrams_out;
+        self.datagrams_dropped += o.datagrams_dropped;
         self.buffer_bytes += o.buffer_bytes;
         self.pool_idle_bytes += o.pool_idle_bytes;
         self.timers += o.timers;
@@ -166,6 +175,9 @@ pub(crate) struct LoopCounters {
     pub(crate) frames_in: AtomicU64,
     pub(crate) frames_out: AtomicU64,
     pub(crate) stale_commands: AtomicU64,
+    pub(crate) datagrams_in: AtomicU64,
+    pub(crate) datagrams_out: AtomicU64,
+    pub(crate) datagrams_dropped: AtomicU64,
     pub(crate) buffer_bytes: AtomicUsize,
     pub(crate) pool_idle_bytes: AtomicUsize,
     pub(crate) timers: AtomicUsize,
@@ -199,6 +211,9 @@ impl LoopCounters {
             frames_in: get(&self.frames_in),
             frames_out: get(&self.frames_out),
             stale_commands: get(&self.stale_commands),
+            datagrams_in: get(&self.datagrams_in),
+            datagrams_out: get(&self.datagrams_out),
+            datagrams_dropped: get(&self.datagrams_dropped),
             buffer_bytes: self.buffer_bytes.load(Ordering::Relaxed),
             pool_idle_bytes: self.pool_idle_bytes.load(Ordering::Relaxed),
             timers: self.timers.load(Ordering::Relaxed),

@@ -9,10 +9,14 @@ use mio::net::TcpStream;
 use mio::{Interest, Token};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::{CONNECTING, Callback, EventLoop, MAX_CONN_KEY, REG_READ, REG_WRITE, Slot};
+use super::{
+    CONNECTING, Callback, EventLoop, MAX_CONN_KEY, NO_LISTENER, REG_READ, REG_WRITE, Slot,
+};
 use crate::client::backoff::Backoff;
 use crate::client::{ConnectFailure, ConnectOptions, DialId, DialRequest, Redial};
 use crate::handler::EventHandler;
+use crate::net::SocketOptions;
+use crate::net::stream::Stream;
 use crate::timeouts::Timing;
 
 /// What a dialed connection keeps to redial itself (boxed in its slot: accepted
@@ -69,8 +73,8 @@ impl<H: EventHandler> EventLoop<H> {
             return;
         }
         let PendingDial { info, state } = pending;
-        let mut stream = match connect_nonblocking(info.addr, self.opts.nodelay) {
-            Ok(s) => s,
+        let mut stream = match connect_nonblocking(info.addr, &self.opts.socket) {
+            Ok(s) => Stream::Tcp(s),
             Err(error) => return self.dial_failed(info, state, error),
         };
         let entry = self.conns.vacant_entry();
@@ -98,6 +102,7 @@ impl<H: EventHandler> EventLoop<H> {
             stream,
             generation,
             flags: CONNECTING | REG_READ | REG_WRITE,
+            listener: NO_LISTENER,
             inbound: None,
             outbound: None,
             timing,
@@ -225,12 +230,11 @@ impl<H: EventHandler> EventLoop<H> {
     }
 }
 
-fn connect_nonblocking(addr: SocketAddr, nodelay: bool) -> io::Result<TcpStream> {
+fn connect_nonblocking(addr: SocketAddr, opts: &SocketOptions) -> io::Result<TcpStream> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_nonblocking(true)?;
-    if nodelay {
-        socket.set_tcp_nodelay(true)?;
-    }
+    opts.apply_device(&socket)?;
+    opts.apply_to_conn(&socket2::SockRef::from(&socket), true)?;
     match socket.connect(&addr.into()) {
         Ok(()) => {}
         Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}

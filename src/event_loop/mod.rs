@@ -5,7 +5,6 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
@@ -23,8 +22,12 @@ use crate::timeouts::{Due, Timing};
 use crate::timer::TimerWheel;
 
 mod dial;
+mod listen;
 
+use crate::net::stream::Stream;
 use dial::{DialInfo, PendingDial};
+use listen::Listener;
+pub(crate) use listen::{ListenSocket, LoopListener};
 
 /// Token of the loop's waker; listeners count down from just below it and
 /// connections use their slab key, so the three never meet.
@@ -59,9 +62,12 @@ const CONNECTING: u8 = 32;
 /// One connection's slab entry. Kept small: a connection with nothing in flight
 /// owns no buffer, only this.
 struct Slot<S> {
-    stream: TcpStream,
+    stream: Stream,
     generation: u32,
     flags: u8,
+    /// The listener that accepted it (its index among the engine's addresses);
+    /// `NO_LISTENER` for dialed connections.
+    listener: u16,
     inbound: Option<Box<Buf>>,
     outbound: Option<Box<Buf>>,
     timing: Timing,
@@ -70,12 +76,7 @@ struct Slot<S> {
     state: S,
 }
 
-struct Listener {
-    socket: TcpListener,
-    /// Accepting is paused after EMFILE/ENFILE until then.
-    paused_until: Option<Instant>,
-    backoff: Duration,
-}
+const NO_LISTENER: u16 = u16::MAX;
 
 /// Where a callback's input comes from.
 #[derive(Clone, Copy)]
@@ -132,17 +133,16 @@ impl<H: EventHandler> EventLoop<H> {
         loop_id: usize,
         poll: Poll,
         handler: H,
-        sockets: Vec<TcpListener>,
-        accept_for_all: bool,
+        sockets: Vec<LoopListener>,
         engine: Engine,
         opts: Options,
     ) -> io::Result<Self> {
         let mut listeners = Vec::with_capacity(sockets.len());
-        for (i, mut socket) in sockets.into_iter().enumerate() {
-            poll.registry()
-                .register(&mut socket, listener_token(i), Interest::READABLE)?;
+        let accept_for_all = sockets.iter().any(|l| l.shared);
+        for (i, mut inner) in sockets.into_iter().enumerate() {
+            inner.socket.register(poll.registry(), listener_token(i))?;
             listeners.push(Listener {
-                socket,
+                inner,
                 paused_until: None,
                 backoff: opts.accept_backoff_min,
             });
@@ -440,7 +440,12 @@ impl<H: EventHandler> EventLoop<H> {
                 self.ready_accepts.push(i);
                 return;
             }
-            match listener.socket.accept() {
+            if let ListenSocket::Udp(_) = listener.inner.socket {
+                self.read_datagrams(i);
+                return;
+            }
+            let (tag, shared) = (listener.inner.tag as u16, listener.inner.shared);
+            match listener.inner.socket.accept() {
                 Ok((stream, peer)) => {
                     accepted += 1;
                     listener.backoff = self.opts.accept_backoff_min;
@@ -451,7 +456,7 @@ impl<H: EventHandler> EventLoop<H> {
                         drop(stream);
                         continue;
                     }
-                    self.route(stream, peer);
+                    self.route(stream, peer, tag, shared);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e)
@@ -466,7 +471,7 @@ impl<H: EventHandler> EventLoop<H> {
                     // reserve descriptor lets one waiting peer be told (closed)
                     // rather than left hanging in the backlog.
                     if self.reserve_fd.take().is_some() {
-                        if let Ok((shed, _)) = listener.socket.accept() {
+                        if let Ok((shed, _)) = listener.inner.socket.accept() {
                             drop(shed);
                             bump(&self.core.engine.counters(self.core.loop_id).shed, 1);
                         }
@@ -485,17 +490,76 @@ impl<H: EventHandler> EventLoop<H> {
         }
     }
 
+    /// Reads datagrams from UDP listener `i` until drained or out of budget.
+    fn read_datagrams(&mut self, i: usize) {
+        let counters = self.core.engine.counters(self.core.loop_id);
+        for _ in 0..self.opts.udp_budget {
+            let Some(Listener {
+                inner:
+                    LoopListener {
+                        socket: ListenSocket::Udp(socket),
+                        tag,
+                        ..
+                    },
+                ..
+            }) = self.listeners.get(i)
+            else {
+                return;
+            };
+            let (n, peer) = match socket.recv_from(&mut self.rbuf) {
+                Ok(got) => got,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // ICMP errors for earlier sends surface here; the socket is fine.
+                    log::debug!("loop {}: udp receive: {e}", self.core.loop_id);
+                    continue;
+                }
+            };
+            bump(&counters.datagrams_in, 1);
+            bump(&counters.bytes_in, n as u64);
+            let mut dgram = crate::datagram::Datagram {
+                data: &self.rbuf[..n],
+                peer,
+                listener: *tag,
+                truncated: false,
+                socket,
+                counters,
+                engine: &self.core.engine,
+                loop_id: self.core.loop_id,
+                now: self.core.now,
+            };
+            let handler = &mut self.handler;
+            match panic::catch_unwind(AssertUnwindSafe(|| handler.on_datagram(&mut dgram))) {
+                Ok(Action::Shutdown) => self.core.engine.signal_stop(self.opts.shutdown_timeout),
+                Ok(_) => {}
+                Err(_) => log::error!("loop {}: on_datagram panicked", self.core.loop_id),
+            }
+        }
+        // Out of budget with datagrams left: edge triggering will not say so again.
+        self.ready_accepts.push(i);
+    }
+
     /// Gives an accepted socket to the loop the balancer picks (this one, with
     /// SO_REUSEPORT).
-    fn route(&mut self, stream: TcpStream, peer: std::net::SocketAddr) {
-        let Some(balancer) = self.balancer.as_mut() else {
-            self.open(stream, false);
-            return;
+    fn route(
+        &mut self,
+        stream: Stream,
+        peer: Option<std::net::SocketAddr>,
+        tag: u16,
+        shared: bool,
+    ) {
+        let balancer = match self.balancer.as_mut() {
+            Some(b) if shared => b,
+            _ => {
+                self.open(stream, false, tag);
+                return;
+            }
         };
         self.core.engine.loop_open_counts(&mut self.open_counts);
-        let target = balancer.pick(Some(peer), &self.open_counts);
+        let target = balancer.pick(peer, &self.open_counts);
         if target == self.core.loop_id {
-            self.open(stream, false);
+            self.open(stream, false, tag);
             return;
         }
         // Count it now so least-connections sees hand-offs still in flight.
@@ -504,7 +568,7 @@ impl<H: EventHandler> EventLoop<H> {
         if self
             .core
             .engine
-            .push_to_loop(target, Command::Adopt(stream))
+            .push_to_loop(target, Command::Adopt(stream, tag))
             .is_err()
         {
             counters.open.fetch_sub(1, Ordering::Relaxed);
@@ -513,16 +577,15 @@ impl<H: EventHandler> EventLoop<H> {
 
     /// Registers a new connection and runs `on_open`. `counted`: the open counter
     /// was already raised by the loop that accepted it.
-    fn open(&mut self, mut stream: TcpStream, counted: bool) {
+    fn open(&mut self, mut stream: Stream, counted: bool, listener: u16) {
         let counters = self.core.engine.counters(self.core.loop_id);
         if !counted {
             counters.open.fetch_add(1, Ordering::Relaxed);
         }
         bump(&counters.accepted, 1);
-        if self.opts.nodelay {
-            if let Err(e) = stream.set_nodelay(true) {
-                log::debug!("set_nodelay: {e}");
-            }
+        let sock = socket2::SockRef::from(&stream);
+        if let Err(e) = self.opts.socket.apply_to_conn(&sock, !stream.is_unix()) {
+            log::debug!("socket options on an accepted connection: {e}");
         }
         let entry = self.conns.vacant_entry();
         let key = entry.key();
@@ -546,6 +609,7 @@ impl<H: EventHandler> EventLoop<H> {
             stream,
             generation,
             flags: REG_READ,
+            listener,
             inbound: None,
             outbound: None,
             timing: Timing::new(self.core.now_ms),
@@ -658,6 +722,7 @@ impl<H: EventHandler> EventLoop<H> {
             outbound,
             timing,
             dial,
+            listener,
             ..
         } = slot;
         let input: &[u8] = match input_kind {
@@ -675,6 +740,7 @@ impl<H: EventHandler> EventLoop<H> {
             timing,
         );
         conn.dial = dial.as_ref().map(|d| d.dial);
+        conn.listener = (*listener != NO_LISTENER).then_some(*listener as usize);
         let handler = &mut self.handler;
         let result = panic::catch_unwind(AssertUnwindSafe(|| match which {
             Callback::Open => handler.on_open(&mut conn),
@@ -974,6 +1040,7 @@ impl<H: EventHandler> EventLoop<H> {
         );
         conn.discard = true;
         conn.dial = slot.dial.as_ref().map(|d| d.dial);
+        conn.listener = (slot.listener != NO_LISTENER).then_some(slot.listener as usize);
         let handler = &mut self.handler;
         if panic::catch_unwind(AssertUnwindSafe(|| handler.on_close(&mut conn, &reason))).is_err() {
             log::error!("on_close panicked on {id}");
@@ -1022,12 +1089,12 @@ impl<H: EventHandler> EventLoop<H> {
                         self.callback(key, Callback::Wake);
                     }
                 }
-                Command::Adopt(stream) => {
+                Command::Adopt(stream, tag) => {
                     if self.stopping.is_some() {
                         let counters = self.core.engine.counters(self.core.loop_id);
                         counters.open.fetch_sub(1, Ordering::Relaxed);
                     } else {
-                        self.open(stream, true);
+                        self.open(stream, true, tag);
                     }
                 }
                 Command::Stop { drain } => self.begin_stop(drain),
@@ -1063,7 +1130,11 @@ impl<H: EventHandler> EventLoop<H> {
             return;
         }
         for mut l in self.listeners.drain(..) {
-            let _ = self.poll.registry().deregister(&mut l.socket);
+            let _ = l.inner.socket.deregister(self.poll.registry());
+            if let Some(path) = &l.inner.unix_path {
+                // Ours: bound by this engine, so nobody else is serving it.
+                let _ = std::fs::remove_file(path);
+            }
         }
         self.ready_accepts.clear();
         self.stopping = Some(self.core.now + drain);
@@ -1089,7 +1160,7 @@ fn slot_generation<S>(conns: &Slab<Slot<S>>, key: usize) -> Option<u32> {
 }
 
 /// One `write(2)`, retried on EINTR; `WouldBlock` counts as zero bytes written.
-fn write_nonblocking(mut stream: &TcpStream, data: &[u8]) -> io::Result<usize> {
+fn write_nonblocking(mut stream: &Stream, data: &[u8]) -> io::Result<usize> {
     if data.is_empty() {
         return Ok(0);
     }

@@ -1,7 +1,9 @@
-//! Parsing of listen and dial addresses: `host:port`, `tcp://`, `tcp4://`, `tcp6://`.
+//! Parsing of listen and dial addresses: `host:port`, `tcp://`, `tcp4://`,
+//! `tcp6://`, `udp://`, `udp4://`, `udp6://`, `unix://`.
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 
 /// A parsed address to listen on or dial.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -9,6 +11,10 @@ use std::net::{SocketAddr, ToSocketAddrs};
 pub enum ListenAddr {
     /// A TCP socket address.
     Tcp(SocketAddr),
+    /// A UDP socket address.
+    Udp(SocketAddr),
+    /// A Unix domain stream socket at a filesystem path.
+    Unix(PathBuf),
 }
 
 /// Why an address string was rejected.
@@ -24,6 +30,8 @@ pub enum AddrError {
     /// The host could not be resolved, or resolved to no address of the family the
     /// scheme asks for.
     Unresolved(String),
+    /// A `unix://` address without a path.
+    EmptyPath(String),
 }
 
 impl fmt::Display for AddrError {
@@ -33,6 +41,7 @@ impl fmt::Display for AddrError {
             AddrError::MissingPort(s) => write!(f, "address {s:?} has no port"),
             AddrError::BadPort(s) => write!(f, "address {s:?} has an invalid port"),
             AddrError::Unresolved(s) => write!(f, "address {s:?} does not resolve"),
+            AddrError::EmptyPath(s) => write!(f, "address {s:?} has no socket path"),
         }
     }
 }
@@ -47,8 +56,9 @@ enum Family {
 }
 
 impl ListenAddr {
-    /// Parses `host:port`, `tcp://host:port`, `tcp4://host:port` or
-    /// `tcp6://[host]:port`; a host name is resolved once, here.
+    /// Parses `host:port` (TCP), `tcp://host:port`, `tcp4://`, `tcp6://[host]:port`,
+    /// `udp://host:port`, `udp4://`, `udp6://` or `unix:///path/to/socket`; a host
+    /// name is resolved once, here.
     ///
     /// # Examples
     ///
@@ -58,16 +68,25 @@ impl ListenAddr {
     /// let a = ListenAddr::parse("tcp://127.0.0.1:9000").unwrap();
     /// assert_eq!(a, ListenAddr::parse("127.0.0.1:9000").unwrap());
     /// assert!(ListenAddr::parse("127.0.0.1").is_err());
+    /// assert!(matches!(ListenAddr::parse("udp://127.0.0.1:53"), Ok(ListenAddr::Udp(_))));
+    /// assert!(matches!(ListenAddr::parse("unix:///tmp/app.sock"), Ok(ListenAddr::Unix(_))));
     /// ```
     pub fn parse(s: &str) -> Result<ListenAddr, AddrError> {
-        let (family, rest) = match s.split_once("://") {
-            None => (Family::Any, s),
-            Some(("tcp", rest)) => (Family::Any, rest),
-            Some(("tcp4", rest)) => (Family::V4, rest),
-            Some(("tcp6", rest)) => (Family::V6, rest),
-            Some(_) => return Err(AddrError::UnknownScheme(s.to_string())),
+        let (scheme, rest) = s.split_once("://").unwrap_or(("tcp", s));
+        let family = match scheme {
+            "tcp" | "udp" => Family::Any,
+            "tcp4" | "udp4" => Family::V4,
+            "tcp6" | "udp6" => Family::V6,
+            "unix" if rest.is_empty() => return Err(AddrError::EmptyPath(s.to_string())),
+            "unix" => return Ok(ListenAddr::Unix(PathBuf::from(rest))),
+            _ => return Err(AddrError::UnknownScheme(s.to_string())),
         };
-        Ok(ListenAddr::Tcp(resolve(s, rest, family)?))
+        let addr = resolve(s, rest, family)?;
+        Ok(if scheme.starts_with("udp") {
+            ListenAddr::Udp(addr)
+        } else {
+            ListenAddr::Tcp(addr)
+        })
     }
 }
 
@@ -107,6 +126,8 @@ impl fmt::Display for ListenAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ListenAddr::Tcp(a) => write!(f, "tcp://{a}"),
+            ListenAddr::Udp(a) => write!(f, "udp://{a}"),
+            ListenAddr::Unix(p) => write!(f, "unix://{}", p.display()),
         }
     }
 }

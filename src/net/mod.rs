@@ -1,6 +1,9 @@
-//! Addresses and listening sockets.
+//! Addresses, listening sockets, connection streams and socket options.
 
 mod addr;
 pub(crate) mod listener;
+mod sockopt;
+pub(crate) mod stream;
 
 pub use addr::{AddrError, ListenAddr};
+pub use sockopt::{Keepalive, SocketOptions};

@@ -1,0 +1,284 @@
+//! UDP, Unix domain sockets, several listeners on one engine, socket options.
+
+mod util;
+
+use std::io::Write;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::mpsc::{Sender, channel};
+use std::time::Duration;
+
+use tether::net::{Keepalive, ListenAddr, SocketOptions};
+use tether::{Action, Conn, Datagram, Engine, EventHandler, Options};
+use util::*;
+
+/// Echoes streams and datagrams; reports (listener, is_unix) per open.
+struct Both {
+    tx: Sender<(Option<usize>, bool)>,
+}
+
+impl EventHandler for Both {
+    type State = ();
+
+    fn on_open(&mut self, conn: &mut Conn<'_, ()>) -> Action {
+        let _ = self.tx.send((conn.listener(), conn.is_unix()));
+        Action::Continue
+    }
+
+    fn on_traffic(&mut self, conn: &mut Conn<'_, ()>) -> Action {
+        let data = conn.read_buf();
+        conn.write(data);
+        conn.consume(data.len());
+        Action::Continue
+    }
+
+    fn on_datagram(&mut self, dgram: &mut Datagram<'_>) -> Action {
+        let mut reply = vec![dgram.listener() as u8];
+        reply.extend_from_slice(dgram.data());
+        let _ = dgram.reply(&reply);
+        Action::Continue
+    }
+}
+
+fn sock_path(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("tether-{}-{name}.sock", std::process::id()))
+}
+
+fn udp_client() -> UdpSocket {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    s
+}
+
+#[test]
+fn udp_echo_from_many_peers_across_two_loops() {
+    let (tx, _rx) = channel();
+    let engine = Engine::builder(move |_| Both { tx: tx.clone() })
+        .loops(2)
+        .listen("udp://127.0.0.1:0")
+        .start()
+        .unwrap();
+    let server = engine.local_addrs()[0];
+    let peers: Vec<UdpSocket> = (0..16).map(|_| udp_client()).collect();
+    let mut buf = [0u8; 2048];
+    // Windows of 8 datagrams per peer: loopback never drops so few in flight.
+    for round in 0..16u32 {
+        for (p, s) in peers.iter().enumerate() {
+            for k in 0..8u32 {
+                let msg = [p as u32, round, k].map(u32::to_be_bytes).concat();
+                s.send_to(&msg, server).unwrap();
+            }
+        }
+        for (p, s) in peers.iter().enumerate() {
+            for k in 0..8u32 {
+                let (n, from) = s.recv_from(&mut buf).expect("an echo within the deadline");
+                assert_eq!(from, server);
+                let want = [p as u32, round, k].map(u32::to_be_bytes).concat();
+                assert_eq!(buf[0], 0, "listener tag");
+                assert_eq!(&buf[1..n], &want[..], "peer {p} round {round}");
+            }
+        }
+    }
+    let stats = engine.stats();
+    assert_eq!(stats.total.datagrams_in, 16 * 16 * 8);
+    assert_eq!(stats.total.datagrams_out, 16 * 16 * 8);
+    assert!(
+        stats.loops.iter().all(|l| l.datagrams_in > 0),
+        "SO_REUSEPORT spread 16 peers over both loops: {:?}",
+        stats
+            .loops
+            .iter()
+            .map(|l| l.datagrams_in)
+            .collect::<Vec<_>>()
+    );
+    engine.stop();
+}
+
+#[test]
+fn largest_and_empty_datagrams_echo_whole() {
+    let (tx, _rx) = channel();
+    let engine = Engine::builder(move |_| Both { tx: tx.clone() })
+        .loops(1)
+        .listen("udp4://127.0.0.1:0")
+        .start()
+        .unwrap();
+    let server = engine.local_addrs()[0];
+    let s = udp_client();
+    let mut buf = vec![0u8; 70_000];
+    // The largest IPv4 UDP payload minus the one-byte tag the handler prepends.
+    let big = pattern(65_506, 1);
+    s.send_to(&big, server).unwrap();
+    let (n, _) = s.recv_from(&mut buf).unwrap();
+    assert_eq!(n, big.len() + 1);
+    assert!(buf[1..n] == big[..]);
+    s.send_to(&[], server).unwrap();
+    let (n, _) = s.recv_from(&mut buf).unwrap();
+    assert_eq!(n, 1, "an empty datagram is delivered and answered");
+    engine.stop();
+}
+
+#[test]
+fn unix_stream_echo_and_socket_file_lifecycle() {
+    let path = sock_path("echo");
+    // A stale file left by a dead server is replaced.
+    drop(UnixListener::bind(&path).unwrap());
+    assert!(path.exists());
+    let mut opts = Options::default();
+    opts.socket.unix_mode = Some(0o600);
+    let (tx, rx) = channel();
+    let engine = Engine::builder(move |_| Both { tx: tx.clone() })
+        .options(opts)
+        .loops(2)
+        .listen(format!("unix://{}", path.display()))
+        .start()
+        .unwrap();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert_eq!(engine.listen_addrs(), [ListenAddr::Unix(path.clone())]);
+    assert!(engine.local_addrs().is_empty());
+
+    // A live server's socket is never taken over.
+    let (tx2, _rx2) = channel();
+    let err = Engine::builder(move |_| Both { tx: tx2.clone() })
+        .listen(format!("unix://{}", path.display()))
+        .start()
+        .unwrap_err();
+    assert!(
+        matches!(err, tether::Error::Io(ref e) if e.kind() == std::io::ErrorKind::AddrInUse),
+        "{err}"
+    );
+
+    let mut clients: Vec<UnixStream> = (0..4)
+        .map(|_| UnixStream::connect(&path).unwrap())
+        .collect();
+    for (i, c) in clients.iter_mut().enumerate() {
+        c.set_read_timeout(Some(DEADLINE)).unwrap();
+        let msg = pattern(10_000, i as u64);
+        c.write_all(&msg).unwrap();
+        let mut got = vec![0; msg.len()];
+        std::io::Read::read_exact(c, &mut got).unwrap();
+        assert!(got == msg);
+        assert_eq!(rx.recv_timeout(DEADLINE).unwrap(), (Some(0), true));
+    }
+    engine.stop();
+    assert!(!path.exists(), "the socket file is removed on stop");
+}
+
+#[test]
+fn one_engine_serves_tcp_udp_and_unix_with_listener_tags() {
+    let path = sock_path("mixed");
+    let (tx, rx) = channel();
+    let engine = Engine::builder(move |_| Both { tx: tx.clone() })
+        .loops(2)
+        .listen("tcp://127.0.0.1:0")
+        .listen("udp://127.0.0.1:0")
+        .listen(format!("unix://{}", path.display()))
+        .start()
+        .unwrap();
+    let addrs = engine.listen_addrs().to_vec();
+    let (ListenAddr::Tcp(tcp), ListenAddr::Udp(udp)) = (&addrs[0], &addrs[1]) else {
+        panic!("{addrs:?}")
+    };
+    let mut t = connect(*tcp);
+    roundtrip(&mut t, b"over tcp");
+    assert_eq!(rx.recv_timeout(DEADLINE).unwrap(), (Some(0), false));
+    let mut u = UnixStream::connect(&path).unwrap();
+    u.write_all(b"over unix").unwrap();
+    let mut got = [0u8; 9];
+    std::io::Read::read_exact(&mut u, &mut got).unwrap();
+    assert_eq!(&got, b"over unix");
+    assert_eq!(rx.recv_timeout(DEADLINE).unwrap(), (Some(2), true));
+    let d = udp_client();
+    d.send_to(b"over udp", udp).unwrap();
+    let mut buf = [0u8; 64];
+    let (n, _) = d.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"\x01over udp");
+    engine.stop();
+}
+
+/// Reads the options of each accepted connection back.
+struct Probe {
+    tx: Sender<String>,
+}
+
+impl EventHandler for Probe {
+    type State = ();
+    fn on_open(&mut self, conn: &mut Conn<'_, ()>) -> Action {
+        let s = conn.socket();
+        let report = format!(
+            "nodelay={} keepalive={} idle={:?} interval={:?} retries={:?} linger={:?} sndbuf>={} rcvbuf>={}",
+            s.tcp_nodelay().unwrap(),
+            s.keepalive().unwrap(),
+            s.tcp_keepalive_time().unwrap(),
+            s.tcp_keepalive_interval().unwrap(),
+            s.tcp_keepalive_retries().unwrap(),
+            s.linger().unwrap(),
+            s.send_buffer_size().unwrap() >= 256 * 1024,
+            s.recv_buffer_size().unwrap() >= 256 * 1024,
+        );
+        let _ = self.tx.send(report);
+        Action::Continue
+    }
+    fn on_traffic(&mut self, _conn: &mut Conn<'_, ()>) -> Action {
+        Action::Continue
+    }
+}
+
+#[test]
+fn socket_options_are_applied_and_read_back() {
+    let mut opts = Options::default();
+    opts.socket = SocketOptions::default();
+    opts.socket.keepalive = Some(Keepalive {
+        idle: Duration::from_secs(30),
+        interval: Some(Duration::from_secs(5)),
+        retries: Some(4),
+    });
+    opts.socket.linger = Some(Duration::from_secs(1));
+    opts.socket.send_buffer_size = Some(256 * 1024);
+    opts.socket.recv_buffer_size = Some(256 * 1024);
+    opts.socket.bind_device = Some("lo".into());
+    opts.socket.ipv6_only = Some(true);
+    let (tx, rx) = channel();
+    let engine = Engine::builder(move |_| Probe { tx: tx.clone() })
+        .options(opts)
+        .loops(1)
+        .listen("127.0.0.1:0")
+        .start()
+        .unwrap();
+    let _c = connect(engine.local_addrs()[0]);
+    assert_eq!(
+        rx.recv_timeout(DEADLINE).unwrap(),
+        "nodelay=true keepalive=true idle=30s interval=5s retries=4 linger=Some(1s) sndbuf>=true rcvbuf>=true"
+    );
+    engine.stop();
+
+    // IPV6_V6ONLY on an IPv6 listener: an IPv4 client cannot reach it.
+    let mut v6 = Options::default();
+    v6.socket.ipv6_only = Some(true);
+    let (tx, _rx) = channel();
+    if let Ok(engine) = Engine::builder(move |_| Probe { tx: tx.clone() })
+        .options(v6)
+        .loops(1)
+        .listen("tcp6://[::]:0")
+        .start()
+    {
+        let port = engine.local_addrs()[0].port();
+        let v4: SocketAddr = ([127, 0, 0, 1], port).into();
+        assert!(std::net::TcpStream::connect_timeout(&v4, DEADLINE).is_err());
+        engine.stop();
+    }
+}
+
+#[test]
+fn bad_device_is_reported_when_binding() {
+    let mut opts = Options::default();
+    opts.socket.bind_device = Some("no-such-device0".into());
+    let (tx, _rx) = channel();
+    let err = Engine::builder(move |_| Probe { tx: tx.clone() })
+        .options(opts)
+        .listen("127.0.0.1:0")
+        .start()
+        .unwrap_err();
+    assert!(matches!(err, tether::Error::Io(_)), "{err}");
+}
