@@ -34,3 +34,8 @@ pub use id::ConnId;
 pub use lb::LoadBalancer;
 pub use options::Options;
 pub use stats::{ClosedBy, Counts, Stats};
+
+/// The README's code blocks, compiled as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
