@@ -34,6 +34,8 @@ pub struct BufferPool {
     max_idle: usize,
     lent: usize,
     lent_bytes: usize,
+    /// Kept as a running sum: stats are read every loop iteration.
+    idle_bytes: usize,
 }
 
 /// A snapshot of what a [`BufferPool`] holds.
@@ -60,15 +62,19 @@ impl BufferPool {
             max_idle,
             lent: 0,
             lent_bytes: 0,
+            idle_bytes: 0,
         }
     }
 
     /// Takes an empty buffer, reusing a pooled one when available.
     pub fn take(&mut self) -> Box<Buf> {
-        let buf = self
-            .free
-            .pop()
-            .unwrap_or_else(|| Box::new(Buf::with_capacity(self.default_capacity)));
+        let buf = match self.free.pop() {
+            Some(buf) => {
+                self.idle_bytes -= buf.capacity();
+                buf
+            }
+            None => Box::new(Buf::with_capacity(self.default_capacity)),
+        };
         self.lent += 1;
         self.lent_bytes += buf.capacity();
         buf
@@ -93,6 +99,7 @@ impl BufferPool {
         if buf.capacity() > self.max_pooled_capacity {
             buf.shrink_to(self.default_capacity);
         }
+        self.idle_bytes += buf.capacity();
         self.free.push(buf);
     }
 
@@ -102,7 +109,7 @@ impl BufferPool {
             lent: self.lent,
             lent_bytes: self.lent_bytes,
             idle: self.free.len(),
-            idle_bytes: self.free.iter().map(|b| b.capacity()).sum(),
+            idle_bytes: self.idle_bytes,
         }
     }
 }
