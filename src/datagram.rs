@@ -7,13 +7,15 @@ use std::time::Instant;
 use mio::net::UdpSocket;
 
 use crate::engine::Engine;
+use crate::net::mmsg::SendBatch;
 use crate::stats::{LoopCounters, bump};
 
 /// One datagram received on a UDP listener, and the way to answer it.
 ///
-/// Replies go out at once with `sendto(2)`. UDP gives no delivery guarantee and
-/// tether adds no queue: a reply the socket refuses (its send buffer is full) is
-/// dropped and counted in `Counts::datagrams_dropped`, and the error is returned.
+/// Replies go out at once with `sendto(2)`, or, with `Options::udp_batch` above
+/// 1, are queued and sent with one `sendmmsg(2)` after the received batch. UDP
+/// gives no delivery guarantee: a reply the socket refuses (its send buffer is
+/// full) is dropped and counted in `Counts::datagrams_dropped`.
 #[derive(Debug)]
 pub struct Datagram<'a> {
     pub(crate) data: &'a [u8],
@@ -21,6 +23,8 @@ pub struct Datagram<'a> {
     pub(crate) listener: usize,
     pub(crate) truncated: bool,
     pub(crate) socket: &'a UdpSocket,
+    /// Replies queued for one `sendmmsg`, when batching.
+    pub(crate) batch: Option<&'a mut SendBatch>,
     pub(crate) counters: &'a LoopCounters,
     pub(crate) engine: &'a Engine,
     pub(crate) loop_id: usize,
@@ -54,8 +58,8 @@ impl Datagram<'_> {
     /// # Errors
     ///
     /// The socket's error; `WouldBlock` when its send buffer is full (the datagram
-    /// is dropped).
-    pub fn reply(&self, data: &[u8]) -> io::Result<()> {
+    /// is dropped). Batched replies report their errors in the counters only.
+    pub fn reply(&mut self, data: &[u8]) -> io::Result<()> {
         self.send_to(data, self.peer)
     }
 
@@ -64,7 +68,11 @@ impl Datagram<'_> {
     /// # Errors
     ///
     /// As [`Datagram::reply`].
-    pub fn send_to(&self, data: &[u8], to: SocketAddr) -> io::Result<()> {
+    pub fn send_to(&mut self, data: &[u8], to: SocketAddr) -> io::Result<()> {
+        if let Some(batch) = self.batch.as_deref_mut() {
+            batch.push(data, to);
+            return Ok(());
+        }
         loop {
             match self.socket.send_to(data, to) {
                 Ok(_) => {

@@ -72,6 +72,14 @@ pub struct Options {
     /// Datagrams read from one UDP socket per wakeup before the loop serves the
     /// others. Default: 64.
     pub udp_budget: usize,
+    /// Datagrams received with one `recvmmsg` and replies sent with one
+    /// `sendmmsg` (Linux). 1 (the default) uses one `recvfrom`/`sendto` per
+    /// datagram.
+    pub udp_batch: usize,
+    /// Receive buffer per datagram when batching; longer datagrams arrive
+    /// truncated, flagged by `Datagram::truncated`. Memory per loop is
+    /// `udp_batch × udp_max_datagram`. Default: 2048.
+    pub udp_max_datagram: usize,
     /// Close (or report through `on_idle`) a connection that received nothing for
     /// this long. Default: off.
     pub read_idle_timeout: Option<Duration>,
@@ -112,6 +120,8 @@ impl Default for Options {
             shutdown_timeout: Duration::from_secs(5),
             socket: SocketOptions::default(),
             udp_budget: 64,
+            udp_batch: 1,
+            udp_max_datagram: 2048,
             read_idle_timeout: None,
             write_idle_timeout: None,
             idle_timeout: None,

@@ -2,6 +2,7 @@
 
 mod addr;
 pub(crate) mod listener;
+pub mod mmsg;
 mod sockopt;
 pub(crate) mod stream;
 

@@ -1,0 +1,171 @@
+//! The bench's command line and environment.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::servers::{ServerArgs, ServerKind};
+use super::wire::{MAX_FRAME_PAYLOAD, MIN_PAYLOAD, Proto};
+
+pub const USAGE: &str = "\
+End-to-end echo benchmark: tether against a raw mio loop and idiomatic tokio.
+
+usage: cargo bench --bench echo -- [options]
+
+  --servers LIST   servers to compare, in turn          [mio,tokio,tether]
+  --proto P        raw | frame (4-byte length prefix)   [raw]
+  --sizes LIST     payload bytes per request            [64,4096; frame: 256]
+  --conns LIST     connection counts                    [1,100,1000]
+  --depth D        requests in flight per connection    [4]
+  --rate R         open loop at R requests/s in total   [closed loop]
+  --rounds N       rounds of A B C ...; medians are reported  [3]
+  --idle N         idle connections for the memory case, 0 skips  [10000]
+  --warmup S       seconds of warmup per run  [1, or env TETHER_BENCH_WARMUP]
+  --secs S         seconds measured per run   [3, or env TETHER_BENCH_SECS]
+
+Without --bench (cargo bench passes it; cargo test --benches does not) the
+defaults make a quick check instead: one round of 0.1 s + 0.3 s, 1 and 100
+connections, 1,000 idle. Other unknown arguments are ignored.";
+
+/// What this invocation of the binary is for.
+#[derive(Debug)]
+pub enum Mode {
+    /// Run the benchmark (the parent process).
+    Bench(Config),
+    /// Be one server (a child process the parent started).
+    Server(ServerArgs),
+    Help,
+}
+
+#[derive(Debug)]
+pub struct Config {
+    /// A quick correctness check rather than a measurement (no `--bench`).
+    pub quick: bool,
+    pub servers: Vec<ServerKind>,
+    pub proto: Proto,
+    pub sizes: Vec<usize>,
+    pub conns: Vec<usize>,
+    pub depth: usize,
+    pub rate: Option<f64>,
+    pub rounds: usize,
+    pub idle: usize,
+    pub warmup: Duration,
+    pub measure: Duration,
+}
+
+pub fn parse(args: impl Iterator<Item = String>) -> Result<Mode, String> {
+    let args: Vec<String> = args.collect();
+    let value = |flag: &str| -> Result<Option<&str>, String> {
+        match args.iter().position(|a| a == flag) {
+            None => Ok(None),
+            Some(i) => args
+                .get(i + 1)
+                .map(|v| Some(v.as_str()))
+                .ok_or_else(|| format!("{flag} needs a value")),
+        }
+    };
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        return Ok(Mode::Help);
+    }
+    let proto = match value("--proto")? {
+        Some(p) => Proto::parse(p).ok_or_else(|| format!("unknown protocol {p:?}"))?,
+        None => Proto::Raw,
+    };
+    if let Some(kind) = value("--server")? {
+        return Ok(Mode::Server(ServerArgs {
+            kind: ServerKind::parse(kind).ok_or_else(|| format!("unknown server {kind:?}"))?,
+            proto,
+            addr: parsed(value("--addr")?, "--addr")?
+                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0))),
+            loops: parsed(value("--loops")?, "--loops")?.unwrap_or(1),
+        }));
+    }
+    let servers = match value("--servers")? {
+        Some(list) => list
+            .split(',')
+            .map(|s| ServerKind::parse(s).ok_or_else(|| format!("unknown server {s:?}")))
+            .collect::<Result<_, _>>()?,
+        None => vec![ServerKind::Mio, ServerKind::Tokio, ServerKind::Tether],
+    };
+    let default_sizes = match proto {
+        Proto::Raw => vec![64, 4096],
+        Proto::Frame => vec![256],
+    };
+    // Run by `cargo test --benches`, the bench verifies every server in seconds
+    // instead of measuring for minutes.
+    let quick = !args.iter().any(|a| a == "--bench");
+    let (rounds, warmup, secs, conns, idle) = if quick {
+        (1, 0.1, 0.3, vec![1, 100], 1_000)
+    } else {
+        (3, 1.0, 3.0, vec![1, 100, 1_000], 10_000)
+    };
+    let config = Config {
+        quick,
+        servers,
+        proto,
+        sizes: list(value("--sizes")?, "--sizes")?.unwrap_or(default_sizes),
+        conns: list(value("--conns")?, "--conns")?.unwrap_or(conns),
+        depth: parsed(value("--depth")?, "--depth")?.unwrap_or(4),
+        rate: parsed(value("--rate")?, "--rate")?,
+        rounds: parsed(value("--rounds")?, "--rounds")?.unwrap_or(rounds),
+        idle: parsed(value("--idle")?, "--idle")?.unwrap_or(idle),
+        warmup: seconds(value("--warmup")?, "TETHER_BENCH_WARMUP", warmup)?,
+        measure: seconds(value("--secs")?, "TETHER_BENCH_SECS", secs)?,
+    };
+    validate(&config)?;
+    Ok(Mode::Bench(config))
+}
+
+fn validate(config: &Config) -> Result<(), String> {
+    if config.servers.is_empty() || config.sizes.is_empty() || config.conns.is_empty() {
+        return Err("--servers, --sizes and --conns need at least one entry".into());
+    }
+    if let Some(&size) = config
+        .sizes
+        .iter()
+        .find(|&&s| !(MIN_PAYLOAD..=MAX_FRAME_PAYLOAD).contains(&s))
+    {
+        return Err(format!(
+            "size {size} out of range: requests carry an 8-byte sequence number and frames are at most {MAX_FRAME_PAYLOAD} bytes"
+        ));
+    }
+    if config.conns.contains(&0) || config.depth == 0 || config.rounds == 0 {
+        return Err("--conns, --depth and --rounds must be at least 1".into());
+    }
+    if config.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+        return Err("--rate must be a positive number of requests per second".into());
+    }
+    if config.measure.is_zero() {
+        return Err("the measure window must be longer than zero".into());
+    }
+    Ok(())
+}
+
+fn parsed<T: std::str::FromStr>(value: Option<&str>, flag: &str) -> Result<Option<T>, String> {
+    value
+        .map(|v| v.parse().map_err(|_| format!("{flag}: cannot parse {v:?}")))
+        .transpose()
+}
+
+fn list(value: Option<&str>, flag: &str) -> Result<Option<Vec<usize>>, String> {
+    value
+        .map(|v| {
+            v.split(',')
+                .map(|n| n.trim().replace('_', "").parse())
+                .collect::<Result<_, _>>()
+                .map_err(|_| format!("{flag}: cannot parse {v:?}"))
+        })
+        .transpose()
+}
+
+/// A duration in seconds from the flag, else the environment variable, else `default`.
+fn seconds(flag: Option<&str>, env: &str, default: f64) -> Result<Duration, String> {
+    let from_env = std::env::var(env).ok();
+    let secs = match flag.or(from_env.as_deref()) {
+        Some(v) => v
+            .parse::<f64>()
+            .map_err(|_| format!("cannot parse {v:?} as seconds"))?,
+        None => default,
+    };
+    Duration::try_from_secs_f64(secs)
+        .map_err(|_| format!("{secs} is not a valid number of seconds"))
+}
