@@ -282,3 +282,47 @@ fn bad_device_is_reported_when_binding() {
         .unwrap_err();
     assert!(matches!(err, tether::Error::Io(_)), "{err}");
 }
+
+#[test]
+fn batched_udp_echoes_and_flags_truncated_datagrams() {
+    let mut opts = Options::default();
+    opts.udp_batch = 32;
+    opts.udp_max_datagram = 512;
+    /// Replies with a truncation marker and the payload.
+    struct Trunc;
+    impl EventHandler for Trunc {
+        type State = ();
+        fn on_traffic(&mut self, _conn: &mut Conn<'_, ()>) -> Action {
+            Action::Continue
+        }
+        fn on_datagram(&mut self, dgram: &mut Datagram<'_>) -> Action {
+            let mut reply = vec![dgram.truncated() as u8];
+            reply.extend_from_slice(dgram.data());
+            let _ = dgram.reply(&reply);
+            Action::Continue
+        }
+    }
+    let engine = Engine::builder(|_| Trunc)
+        .options(opts)
+        .loops(1)
+        .listen("udp://127.0.0.1:0")
+        .start()
+        .unwrap();
+    let server = engine.local_addrs()[0];
+    let s = udp_client();
+    let mut buf = vec![0u8; 4096];
+    for k in 0..100u32 {
+        s.send_to(&k.to_be_bytes(), server).unwrap();
+    }
+    for k in 0..100u32 {
+        let (n, _) = s.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], &[&[0u8][..], &k.to_be_bytes()[..]].concat()[..]);
+    }
+    let long = pattern(1000, 9);
+    s.send_to(&long, server).unwrap();
+    let (n, _) = s.recv_from(&mut buf).unwrap();
+    assert_eq!(n, 513, "the first 512 bytes, flagged");
+    assert_eq!(buf[0], 1);
+    assert_eq!(&buf[1..n], &long[..512]);
+    engine.stop();
+}
