@@ -205,7 +205,7 @@ impl<'a, S> Conn<'a, S> {
             return;
         }
         match self.pending.as_deref_mut() {
-            Some(buf) => self.core.pool.append(buf, data),
+            Some(buf) => self.core.pool.append(buf, data, self.core.max_outbound),
             None => self.core.scratch.extend_from_slice(data),
         }
     }

@@ -31,9 +31,10 @@ pub struct Datagram<'a> {
     pub(crate) now: Instant,
 }
 
-impl Datagram<'_> {
-    /// The payload.
-    pub fn data(&self) -> &[u8] {
+impl<'a> Datagram<'a> {
+    /// The payload; the slice outlives borrows of the datagram, so it can be
+    /// passed straight to [`Datagram::reply`].
+    pub fn data(&self) -> &'a [u8] {
         self.data
     }
 

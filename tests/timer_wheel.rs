@@ -377,6 +377,47 @@ fn million_timers_half_cancelled_fire_once_on_time() {
 }
 
 #[test]
+fn idle_timeouts_with_many_resets_fire_on_time() {
+    const CONNS: usize = 20_000;
+    const TIMEOUT: u64 = 700;
+    let mut rng = SplitMix(11);
+    let start = 5_000_000_017;
+    let mut wheel = TimerWheel::new(start);
+    let mut deadline = vec![start + TIMEOUT; CONNS];
+    let mut ids: Vec<TimerId> = (0..CONNS)
+        .map(|c| wheel.insert(start + TIMEOUT, c as u64))
+        .collect();
+    let mut fired = 0;
+    for now in start + 1..start + 3_000 {
+        for _ in 0..40 {
+            let c = rng.below(CONNS as u64) as usize;
+            match rng.below(8) {
+                // Connection closed and a new one took its place.
+                0 => {
+                    assert_eq!(wheel.cancel(ids[c]), Some(c as u64));
+                    deadline[c] = now + rng.below(3 * TIMEOUT);
+                    ids[c] = wheel.insert(deadline[c], c as u64);
+                }
+                _ => {
+                    deadline[c] = now + TIMEOUT + rng.below(100);
+                    assert!(wheel.reset(ids[c], deadline[c]));
+                }
+            }
+        }
+        while let Some((id, c)) = wheel.poll_expired(now) {
+            let c = c as usize;
+            assert_eq!(id, ids[c]);
+            assert_eq!(deadline[c], now, "connection {c}");
+            fired += 1;
+            deadline[c] = now + TIMEOUT;
+            ids[c] = wheel.insert(deadline[c], c as u64);
+        }
+        assert_eq!(wheel.len(), CONNS);
+    }
+    assert!(fired > CONNS / 2, "only {fired} expiries");
+}
+
+#[test]
 fn pops_are_in_deadline_order() {
     let mut rng = SplitMix(3);
     // Coarse steps: each drain is ordered and leaves nothing due behind.
@@ -599,7 +640,7 @@ fn run(start: u64, ops: Vec<Op>) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
 
     #[test]
     fn matches_reference_model(start in start(), ops in prop::collection::vec(op(), 1..150)) {

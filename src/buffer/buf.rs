@@ -156,6 +156,13 @@ impl Buf {
 
     /// Ensures at least `additional` bytes of spare space after the readable bytes.
     pub fn reserve(&mut self, additional: usize) {
+        self.reserve_within(additional, usize::MAX);
+    }
+
+    /// Like [`Buf::reserve`], but geometric growth stops at `limit` bytes of
+    /// capacity (more is allocated only when the bytes held need it), so a buffer
+    /// capped at N bytes of content never holds much more than N of memory.
+    pub fn reserve_within(&mut self, additional: usize, limit: usize) {
         if self.data.len() - self.tail >= additional {
             return;
         }
@@ -168,7 +175,8 @@ impl Buf {
         if needed <= self.data.len() && len <= self.data.len() / 2 {
             self.data.copy_within(self.head..self.tail, 0);
         } else {
-            let new_cap = needed.max(self.data.len().saturating_mul(2)).max(64);
+            let doubled = self.data.len().saturating_mul(2).max(64).min(limit);
+            let new_cap = needed.max(doubled);
             let mut data = vec![0; new_cap].into_boxed_slice();
             data[..len].copy_from_slice(self.as_slice());
             self.data = data;

@@ -80,10 +80,11 @@ impl BufferPool {
         buf
     }
 
-    /// Appends `data` to a lent buffer, keeping the pool's byte count exact when
-    /// the buffer grows.
-    pub fn append(&mut self, buf: &mut Buf, data: &[u8]) {
+    /// Appends `data` to a lent buffer whose content is capped at `limit` bytes
+    /// (growth stops there), keeping the pool's byte count exact.
+    pub fn append(&mut self, buf: &mut Buf, data: &[u8], limit: usize) {
         let before = buf.capacity();
+        buf.reserve_within(data.len(), limit);
         buf.extend_from_slice(data);
         self.lent_bytes = self.lent_bytes - before + buf.capacity();
     }

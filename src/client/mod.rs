@@ -3,6 +3,7 @@
 
 pub mod backoff;
 mod dial;
+pub mod pool;
 
 pub(crate) use dial::DialRequest;
 pub use dial::{ConnectFailure, ConnectOptions, DialId, Redial};

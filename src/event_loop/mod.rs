@@ -757,7 +757,9 @@ impl<H: EventHandler> EventLoop<H> {
                         self.close(key, CloseReason::InboundOverflow);
                         return;
                     }
-                    self.core.pool.append(inbound, &self.rbuf[..n]);
+                    self.core
+                        .pool
+                        .append(inbound, &self.rbuf[..n], self.opts.max_inbound);
                     Input::Own
                 }
             };
@@ -858,7 +860,9 @@ impl<H: EventHandler> EventLoop<H> {
             Input::Shared(n) => {
                 if consumed < n {
                     let mut buf = self.core.pool.take();
-                    self.core.pool.append(&mut buf, &self.rbuf[consumed..n]);
+                    self.core
+                        .pool
+                        .append(&mut buf, &self.rbuf[consumed..n], self.opts.max_inbound);
                     *inbound = Some(buf);
                     // A partial frame starts now; the frame timeout counts from here.
                     timing.partial_since = self.core.now_ms as u32;
@@ -960,7 +964,7 @@ impl<H: EventHandler> EventLoop<H> {
                 self.close(key, CloseReason::WriteOverflow);
                 return false;
             }
-            self.core.pool.append(out, data);
+            self.core.pool.append(out, data, self.opts.max_outbound);
             return self.check_watermark(key);
         }
         let written = match write_nonblocking(&slot.stream, data) {
@@ -979,7 +983,9 @@ impl<H: EventHandler> EventLoop<H> {
         }
         if written < data.len() {
             let mut buf = self.core.pool.take();
-            self.core.pool.append(&mut buf, &data[written..]);
+            self.core
+                .pool
+                .append(&mut buf, &data[written..], self.opts.max_outbound);
             slot.outbound = Some(buf);
             self.update_interest(key);
             return self.check_watermark(key);
