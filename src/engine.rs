@@ -39,6 +39,7 @@ pub(crate) struct Shared {
     listen_addrs: Vec<ListenAddr>,
     shutdown_timeout: Duration,
     max_inbox_bytes: usize,
+    next_dial_loop: std::sync::atomic::AtomicUsize,
 }
 
 /// A running engine: a cheap, cloneable, thread-safe handle.
@@ -145,18 +146,11 @@ impl Engine {
         if let Some(policy) = &options.reconnect {
             policy.validate().map_err(SendError::InvalidPolicy)?;
         }
-        let loop_id = match options.loop_id {
-            Some(id) => id,
-            None => {
-                let mut counts = Vec::new();
-                self.loop_open_counts(&mut counts);
-                counts
-                    .iter()
-                    .enumerate()
-                    .min_by_key(|&(i, c)| (*c, i))
-                    .map_or(0, |(i, _)| i)
-            }
-        };
+        // Round robin: dials made before any is established would all see the
+        // same open counts and pile onto one loop.
+        let loop_id = options.loop_id.unwrap_or_else(|| {
+            self.shared.next_dial_loop.fetch_add(1, Ordering::Relaxed) % self.loops()
+        });
         let dial = DialId::next();
         let request = DialRequest {
             dial,
@@ -387,6 +381,7 @@ where
             listen_addrs: bound,
             shutdown_timeout: opts.shutdown_timeout,
             max_inbox_bytes: opts.max_inbox_bytes,
+            next_dial_loop: Default::default(),
         });
         let engine = Engine {
             shared: shared.clone(),

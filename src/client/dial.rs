@@ -42,7 +42,7 @@ pub struct ConnectOptions {
     /// Redial after a failed attempt or a lost connection, with these delays.
     /// `None` (the default) dials once.
     pub reconnect: Option<BackoffPolicy>,
-    /// The loop to run the connection on; `None` picks the least loaded loop.
+    /// The loop to run the connection on; `None` takes the loops in turn.
     pub loop_id: Option<usize>,
 }
 

@@ -981,6 +981,10 @@ impl<H: EventHandler> EventLoop<H> {
         if written > 0 {
             slot.timing.last_write = self.core.now_ms as u32;
         }
+        if data.len() - written > self.opts.max_outbound {
+            self.close(key, CloseReason::WriteOverflow);
+            return false;
+        }
         if written < data.len() {
             let mut buf = self.core.pool.take();
             self.core
@@ -1175,13 +1179,24 @@ impl<H: EventHandler> EventLoop<H> {
             .engine
             .inbox(self.core.loop_id)
             .drain_into(&mut commands);
+        // Consecutive sends to one connection are gathered in the scratch buffer
+        // and go out in one write; any other command flushes them first, so the
+        // order of commands is kept.
+        let mut gathering: Option<usize> = None;
         for cmd in commands.drain(..) {
-            match cmd {
-                Command::Send(id, data) => {
-                    if let Some(key) = self.lookup(id) {
-                        self.write_or_queue(key, &data);
+            if let Command::Send(id, data) = &cmd {
+                if let Some(key) = self.lookup(*id) {
+                    if gathering != Some(key) {
+                        self.flush_gathered(gathering.take());
+                        gathering = Some(key);
                     }
+                    self.core.scratch.extend_from_slice(data);
                 }
+                continue;
+            }
+            self.flush_gathered(gathering.take());
+            match cmd {
+                Command::Send(..) => {}
                 Command::Close(id) => {
                     if let Some(key) = self.lookup(id) {
                         self.close(key, CloseReason::Local);
@@ -1204,7 +1219,16 @@ impl<H: EventHandler> EventLoop<H> {
                 Command::Connect(req) => self.dial_requested(*req),
             }
         }
+        self.flush_gathered(gathering);
         self.commands = commands;
+    }
+
+    fn flush_gathered(&mut self, key: Option<usize>) {
+        if let Some(key) = key {
+            if !self.flush_scratch(key) {
+                self.core.scratch.clear();
+            }
+        }
     }
 
     /// The slab key of `id`, if that connection is still the one in its slot.
