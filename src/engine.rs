@@ -114,15 +114,16 @@ impl Engine {
         self.command(id, Command::Wake(id))
     }
 
-    /// Dials `addr` from a loop; the connection then runs through the handler like
-    /// an accepted one, starting with `on_open`, with `state` as its state.
+    /// Dials `addr` (a TCP `SocketAddr`, or any [`ListenAddr`]: `Tcp` or `Unix`)
+    /// from a loop; the connection then runs through the handler like an
+    /// accepted one, starting with `on_open`, with `state` as its state.
     ///
     /// `state` must be the handler's `State` type; a connection with any other is
     /// dropped with an error logged. Returns the link's [`DialId`] at once; the
     /// outcome arrives as `on_open` or `on_connect_failed`.
     pub fn connect<S: Send + 'static>(
         &self,
-        addr: SocketAddr,
+        addr: impl Into<ListenAddr>,
         state: S,
     ) -> Result<DialId, SendError> {
         self.connect_with(addr, state, ConnectOptions::default())
@@ -133,15 +134,20 @@ impl Engine {
     /// # Errors
     ///
     /// [`SendError::Stopped`] after stop, [`SendError::NoSuchLoop`] for a bad
-    /// `loop_id`, [`SendError::InvalidPolicy`] for an inconsistent reconnect policy.
+    /// `loop_id`, [`SendError::InvalidPolicy`] for an inconsistent reconnect policy,
+    /// [`SendError::UnsupportedAddr`] for a UDP address.
     pub fn connect_with<S: Send + 'static>(
         &self,
-        addr: SocketAddr,
+        addr: impl Into<ListenAddr>,
         state: S,
         options: ConnectOptions,
     ) -> Result<DialId, SendError> {
         if self.is_stopped() {
             return Err(SendError::Stopped);
+        }
+        let addr = addr.into();
+        if let ListenAddr::Udp(_) = addr {
+            return Err(SendError::UnsupportedAddr);
         }
         if let Some(policy) = &options.reconnect {
             policy.validate().map_err(SendError::InvalidPolicy)?;

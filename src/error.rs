@@ -65,6 +65,8 @@ pub enum SendError {
         /// `Options::max_inbox_bytes`.
         max: usize,
     },
+    /// Only TCP and Unix stream addresses can be dialed.
+    UnsupportedAddr,
     /// A reconnect policy with inconsistent settings.
     InvalidPolicy(crate::client::backoff::PolicyError),
 }
@@ -77,6 +79,7 @@ impl fmt::Display for SendError {
             SendError::InboxFull { queued, max } => {
                 write!(f, "loop inbox full: {queued} bytes queued, at most {max}")
             }
+            SendError::UnsupportedAddr => f.write_str("only tcp and unix addresses can be dialed"),
             SendError::InvalidPolicy(e) => write!(f, "invalid reconnect policy: {e}"),
         }
     }

@@ -210,7 +210,7 @@ fn server_restart_is_reconnected_with_growing_then_reset_delays() {
     let (client, rx) = client_engine();
     let opts = ConnectOptions::default().reconnect(policy(30, 1000));
     let dial = client
-        .connect_with(addr.parse().unwrap(), 0u32, opts)
+        .connect_with(addr.parse::<SocketAddr>().unwrap(), 0u32, opts)
         .unwrap();
     assert_eq!(next(&rx, "open").1, C::Open(dial, 1));
     // Stay up past reset_after, then lose the server.

@@ -326,3 +326,53 @@ fn batched_udp_echoes_and_flags_truncated_datagrams() {
     assert_eq!(&buf[1..n], &long[..512]);
     engine.stop();
 }
+
+/// Dials, writes a greeting on open, reports what comes back.
+struct UnixClient {
+    tx: Sender<Vec<u8>>,
+}
+
+impl EventHandler for UnixClient {
+    type State = ();
+    fn on_open(&mut self, conn: &mut Conn<'_, ()>) -> Action {
+        assert!(conn.is_unix());
+        assert!(conn.peer_addr().is_err(), "a Unix socket has no IP peer");
+        conn.write(b"ping over unix");
+        Action::Continue
+    }
+    fn on_traffic(&mut self, conn: &mut Conn<'_, ()>) -> Action {
+        let data = conn.read_buf();
+        let _ = self.tx.send(data.to_vec());
+        conn.consume(data.len());
+        Action::Continue
+    }
+}
+
+#[test]
+fn engine_dials_unix_sockets_and_refuses_udp_targets() {
+    let path = sock_path("dial");
+    let (tx, _rx) = channel();
+    let server = Engine::builder(move |_| Both { tx: tx.clone() })
+        .loops(1)
+        .listen(format!("unix://{}", path.display()))
+        .start()
+        .unwrap();
+    let (tx, rx) = channel();
+    let client = Engine::builder(move |_| UnixClient { tx: tx.clone() })
+        .loops(1)
+        .start()
+        .unwrap();
+    client.connect(ListenAddr::Unix(path.clone()), ()).unwrap();
+    let mut got = Vec::new();
+    while got.len() < 14 {
+        got.extend(rx.recv_timeout(DEADLINE).expect("the echo"));
+    }
+    assert_eq!(got, b"ping over unix");
+    let udp: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    assert_eq!(
+        client.connect(ListenAddr::Udp(udp), ()),
+        Err(tether::SendError::UnsupportedAddr)
+    );
+    client.stop();
+    server.stop();
+}

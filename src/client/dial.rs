@@ -4,11 +4,11 @@
 use std::any::Any;
 use std::fmt;
 use std::io;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::backoff::BackoffPolicy;
+use crate::net::ListenAddr;
 
 /// The logical identity of a dialed connection. It stays the same across
 /// reconnects (each of which gets a new [`ConnId`](crate::ConnId)), so
@@ -83,7 +83,7 @@ pub struct ConnectFailure {
     /// The dialed link.
     pub dial: DialId,
     /// Where it dialed.
-    pub addr: SocketAddr,
+    pub addr: ListenAddr,
     /// Why the attempt failed; `TimedOut` for the connect timeout.
     pub error: io::Error,
     /// When the reconnect policy retries, after how long; `None` when it gave up
@@ -95,12 +95,12 @@ pub struct ConnectFailure {
 
 /// A redial scheduled after an established connection was lost; passed to
 /// [`EventHandler::on_reconnecting`](crate::EventHandler::on_reconnecting).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Redial {
     /// The dialed link.
     pub dial: DialId,
     /// Where it will dial.
-    pub addr: SocketAddr,
+    pub addr: ListenAddr,
     /// After how long.
     pub delay: Duration,
     /// The number of the attempt to come (1 for the first retry).
@@ -110,7 +110,7 @@ pub struct Redial {
 /// A request to dial, as queued to a loop.
 pub(crate) struct DialRequest {
     pub(crate) dial: DialId,
-    pub(crate) addr: SocketAddr,
+    pub(crate) addr: ListenAddr,
     pub(crate) state: Box<dyn Any + Send>,
     pub(crate) options: ConnectOptions,
 }

@@ -2,7 +2,6 @@
 //! backoff. The connection then runs through the same callbacks as an accepted one.
 
 use std::io;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use mio::net::TcpStream;
@@ -15,6 +14,7 @@ use super::{
 use crate::client::backoff::Backoff;
 use crate::client::{ConnectFailure, ConnectOptions, DialId, DialRequest, Redial};
 use crate::handler::EventHandler;
+use crate::net::ListenAddr;
 use crate::net::SocketOptions;
 use crate::net::stream::Stream;
 use crate::timeouts::Timing;
@@ -24,7 +24,7 @@ use crate::timeouts::Timing;
 #[derive(Debug)]
 pub(super) struct DialInfo {
     pub(super) dial: DialId,
-    pub(super) addr: SocketAddr,
+    pub(super) addr: ListenAddr,
     pub(super) timeout: Duration,
     pub(super) backoff: Option<Backoff>,
 }
@@ -73,8 +73,8 @@ impl<H: EventHandler> EventLoop<H> {
             return;
         }
         let PendingDial { info, state } = pending;
-        let mut stream = match connect_nonblocking(info.addr, &self.opts.socket) {
-            Ok(s) => Stream::Tcp(s),
+        let mut stream = match connect_nonblocking(&info.addr, &self.opts.socket) {
+            Ok(s) => s,
             Err(error) => return self.dial_failed(info, state, error),
         };
         let entry = self.conns.vacant_entry();
@@ -118,7 +118,7 @@ impl<H: EventHandler> EventLoop<H> {
         };
         let outcome = match slot.stream.take_error() {
             Ok(Some(e)) | Err(e) => Err(e),
-            Ok(None) => match slot.stream.peer_addr() {
+            Ok(None) => match slot.stream.check_connected() {
                 Ok(_) => Ok(()),
                 // Not connected yet and no error: a spurious wakeup.
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
@@ -181,7 +181,7 @@ impl<H: EventHandler> EventLoop<H> {
         };
         let failure = ConnectFailure {
             dial: info.dial,
-            addr: info.addr,
+            addr: info.addr.clone(),
             error,
             retry_in,
             attempt: info.backoff.as_ref().map_or(1, |b| b.attempt().max(1)),
@@ -206,7 +206,7 @@ impl<H: EventHandler> EventLoop<H> {
         };
         let redial = Redial {
             dial: info.dial,
-            addr: info.addr,
+            addr: info.addr.clone(),
             delay,
             attempt: info.backoff.as_ref().map_or(1, |b| b.attempt()),
         };
@@ -230,15 +230,33 @@ impl<H: EventHandler> EventLoop<H> {
     }
 }
 
-fn connect_nonblocking(addr: SocketAddr, opts: &SocketOptions) -> io::Result<TcpStream> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+/// Starts a non-blocking connect; completion is reported as writability.
+fn connect_nonblocking(addr: &ListenAddr, opts: &SocketOptions) -> io::Result<Stream> {
+    let (socket, target, tcp) = match addr {
+        ListenAddr::Tcp(sa) => {
+            let socket = Socket::new(Domain::for_address(*sa), Type::STREAM, Some(Protocol::TCP))?;
+            (socket, socket2::SockAddr::from(*sa), true)
+        }
+        ListenAddr::Unix(path) => (
+            Socket::new(Domain::UNIX, Type::STREAM, None)?,
+            socket2::SockAddr::unix(path)?,
+            false,
+        ),
+        _ => return Err(io::Error::from(io::ErrorKind::Unsupported)),
+    };
     socket.set_nonblocking(true)?;
-    opts.apply_device(&socket)?;
-    opts.apply_to_conn(&socket2::SockRef::from(&socket), true)?;
-    match socket.connect(&addr.into()) {
+    if tcp {
+        opts.apply_device(&socket)?;
+    }
+    opts.apply_to_conn(&socket2::SockRef::from(&socket), tcp)?;
+    match socket.connect(&target) {
         Ok(()) => {}
         Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
         Err(e) => return Err(e),
     }
-    Ok(TcpStream::from_std(socket.into()))
+    Ok(if tcp {
+        Stream::Tcp(TcpStream::from_std(socket.into()))
+    } else {
+        Stream::Unix(mio::net::UnixStream::from_std(socket.into()))
+    })
 }

@@ -122,6 +122,13 @@ fn check_family(original: &str, addr: SocketAddr, family: Family) -> Result<Sock
     }
 }
 
+impl From<SocketAddr> for ListenAddr {
+    /// A socket address is a TCP address.
+    fn from(addr: SocketAddr) -> Self {
+        ListenAddr::Tcp(addr)
+    }
+}
+
 impl fmt::Display for ListenAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -38,6 +38,14 @@ impl Stream {
         }
     }
 
+    /// Ok once a non-blocking connect has completed; `NotConnected` before.
+    pub(crate) fn check_connected(&self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.peer_addr().map(drop),
+            Stream::Unix(s) => s.peer_addr().map(drop),
+        }
+    }
+
     pub(crate) fn is_unix(&self) -> bool {
         matches!(self, Stream::Unix(_))
     }
