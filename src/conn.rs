@@ -262,12 +262,12 @@ impl<'a, S> Conn<'a, S> {
 
     /// Runs `f` on a view of this connection whose state is a part of this one's,
     /// `split` giving that part and a second one (a codec, say) alongside.
-    pub(crate) fn project<T, X, R>(
-        &mut self,
-        split: impl FnOnce(&mut S) -> (&mut T, &mut X),
+    pub(crate) fn project<'s, T: 's, X: 's, R>(
+        &'s mut self,
+        split: impl FnOnce(&'s mut S) -> (&'s mut T, &'s mut X),
         f: impl FnOnce(&mut Conn<'_, T>, &mut X) -> R,
     ) -> R {
-        let (state, extra) = split(self.state);
+        let (state, extra) = split(&mut *self.state);
         let mut inner = Conn {
             id: self.id,
             stream: self.stream,

@@ -171,11 +171,12 @@ impl<'a, S, C> DerefMut for FrameConn<'_, 'a, S, C> {
     }
 }
 
-/// Per-connection state of a [`Framed`] handler: the connection's codec and the
-/// application's state.
+/// Per-connection state of a [`Framed`] handler: the application's state, and
+/// the connection's own codec when the codec keeps decoding state (boxed, made
+/// on first use; stateless codecs are shared by the loop).
 #[derive(Debug)]
 pub struct FramedState<S, C> {
-    codec: Option<C>,
+    codec: Option<Box<C>>,
     user: S,
 }
 
@@ -194,6 +195,20 @@ impl<S: Default, C> Default for FramedState<S, C> {
             codec: None,
             user: S::default(),
         }
+    }
+}
+
+/// The application's state and the codec to decode this connection with: its
+/// own for a stateful codec, the loop's shared one otherwise.
+fn split_state<'s, S, C: Codec>(
+    st: &'s mut FramedState<S, C>,
+    shared: &'s mut C,
+) -> (&'s mut S, &'s mut C) {
+    if shared.is_stateless() {
+        (&mut st.user, shared)
+    } else {
+        let own = st.codec.get_or_insert_with(|| Box::new(shared.clone()));
+        (&mut st.user, own)
     }
 }
 
@@ -216,13 +231,10 @@ impl<H: FrameHandler> Framed<H> {
         conn: &mut Conn<'_, FramedState<H::State, H::Codec>>,
         f: impl FnOnce(&mut H, &mut FrameConn<'_, '_, H::State, H::Codec>) -> R,
     ) -> R {
-        let prototype = &self.codec;
+        let shared = &mut self.codec;
         let handler = &mut self.handler;
         conn.project(
-            |st| {
-                let codec = st.codec.get_or_insert_with(|| prototype.clone());
-                (&mut st.user, codec)
-            },
+            move |st| split_state(st, shared),
             |conn, codec| f(handler, &mut FrameConn { conn, codec }),
         )
     }
@@ -244,12 +256,9 @@ impl<H: FrameHandler> EventHandler for Framed<H> {
 
     fn on_traffic(&mut self, conn: &mut Conn<'_, Self::State>) -> Action {
         let handler = &mut self.handler;
-        let prototype = &self.codec;
+        let shared = &mut self.codec;
         conn.project(
-            |st| {
-                let codec = st.codec.get_or_insert_with(|| prototype.clone());
-                (&mut st.user, codec)
-            },
+            move |st| split_state(st, shared),
             |conn, codec| loop {
                 let input = conn.read_buf();
                 match codec.decode(input) {

@@ -43,6 +43,10 @@ impl FixedLength {
 }
 
 impl Codec for FixedLength {
+    fn is_stateless(&self) -> bool {
+        true
+    }
+
     #[inline]
     fn decode(&mut self, src: &[u8]) -> Result<Decoded, CodecError> {
         if src.len() < self.len {

@@ -201,6 +201,10 @@ impl LengthPrefixed {
 }
 
 impl Codec for LengthPrefixed {
+    fn is_stateless(&self) -> bool {
+        true
+    }
+
     #[inline]
     fn decode(&mut self, src: &[u8]) -> Result<Decoded, CodecError> {
         let Some(value) = self.read_length(src) else {

@@ -261,6 +261,13 @@ pub trait Codec: Clone + Send + fmt::Debug + 'static {
     /// Forgets any decoding state, ready for a new stream.
     fn reset(&mut self) {}
 
+    /// True when [`decode`](Codec::decode) keeps no state between calls, so one
+    /// instance can decode any number of streams. The framing layer then keeps no
+    /// per-connection copy, which matters for idle memory. False by default.
+    fn is_stateless(&self) -> bool {
+        false
+    }
+
     /// Appends `payload`, framed, to `out`; on error `out` is left unchanged.
     ///
     /// This copies the payload, so it suits tests and simple clients; a

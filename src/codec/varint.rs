@@ -110,6 +110,10 @@ fn read_varint(src: &[u8]) -> Result<Option<(u64, usize)>, CodecError> {
 }
 
 impl Codec for Varint {
+    fn is_stateless(&self) -> bool {
+        true
+    }
+
     #[inline]
     fn decode(&mut self, src: &[u8]) -> Result<Decoded, CodecError> {
         let Some((len, header)) = read_varint(src)? else {
