@@ -179,3 +179,23 @@ fn a_four_gib_length_claim_costs_only_the_bytes_received() {
     assert!(rx.try_recv().is_err(), "still open, waiting for the rest");
     engine.stop();
 }
+
+#[test]
+fn a_stateful_codec_keeps_separate_state_per_connection() {
+    let (engine, _rx) = start(Delimited::lines());
+    let addr = engine.local_addrs()[0];
+    let mut a = connect(addr);
+    let mut b = connect(addr);
+    // Interleaved partial lines: each connection's delimiter search resumes
+    // where that connection's left off, never where the other's did.
+    for (pa, pb) in [(&b"alpha-"[..], &b"beta-"[..]), (b"one", b"two-three")] {
+        a.write_all(pa).unwrap();
+        b.write_all(pb).unwrap();
+        std::thread::yield_now();
+    }
+    a.write_all(b"\n").unwrap();
+    b.write_all(b"\n").unwrap();
+    assert_eq!(read_n(&mut a, 10), b"alpha-one\n");
+    assert_eq!(read_n(&mut b, 15), b"beta-two-three\n");
+    engine.stop();
+}
