@@ -11,8 +11,18 @@
 //! Per server and case: requests/s, p50/p99/p99.9 latency, server CPU time per
 //! request (from /proc, stable even when the load generator is the bottleneck), heap
 //! allocations per request (a counting global allocator), and peak RSS. The idle case
-//! reports server RSS growth per held connection. Every echoed byte is verified; a
-//! wrong byte aborts the bench.
+//! reports server RSS growth per held connection, then the server's CPU time and
+//! loop wakeups while every connection stays idle for `--idle-secs` (5 s). Every
+//! echoed byte is verified; a wrong byte aborts the bench.
+//!
+//! `tether-idle` is tether with `Options::idle_timeout` = 60 s (one armed timer-wheel
+//! entry per connection, no heartbeat). By default it runs in the idle case and in
+//! the 64 B, 100-connection case, next to plain tether, and each table is followed by
+//! its ratios to tether, round by round.
+//!
+//! `-- --exact` (or `benches/exact.sh`) counts user-space instructions per request
+//! under callgrind and syscalls per request under `perf stat` instead: see
+//! `common/exact.rs`.
 //!
 //! `cargo test --bench echo` runs the same binary without `--bench`: then the
 //! defaults shrink to a quick check (one short round) that every server starts,
@@ -24,11 +34,12 @@ use std::process::ExitCode;
 
 use common::alloc::CountingAlloc;
 use common::config::{self, Config, Mode};
-use common::measure::{self, Case, Figures, RunError};
+use common::measure::{self, Case, Figures, IdleFigures};
 use common::report::{self, Runs};
-use common::servers::{self, ServerKind};
-use common::sys;
+use common::rotation::in_turn;
+use common::servers;
 use common::wire::Proto;
+use common::{exact, procstat, sys};
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
@@ -43,6 +54,12 @@ fn main() -> ExitCode {
     match config::parse(std::env::args().skip(1)) {
         Ok(Mode::Server(args)) => servers::child_main(&args),
         Ok(Mode::Bench(config)) => bench(&config),
+        Ok(Mode::Exact(config)) => {
+            if let Err(e) = sys::pin_to_cpu(LOAD_CPU) {
+                eprintln!("warning: cannot pin the load generator: {e}");
+            }
+            exact::run(&config)
+        }
         Ok(Mode::Help) => {
             println!("{}", config::USAGE);
             ExitCode::SUCCESS
@@ -80,6 +97,7 @@ fn bench(config: &Config) -> ExitCode {
         }
     };
     print_setup(config, pinned);
+    warn_if_loaded();
 
     let mut summaries = Vec::new();
     let mut failed_runs = 0;
@@ -96,11 +114,16 @@ fn bench(config: &Config) -> ExitCode {
                     f.cpu_us_per_req
                 )
             };
-            let Some(runs) = in_turn(&config.servers, config.rounds, &label, run, show) else {
+            let servers = config.servers_for_load(payload, conns);
+            let Some(runs) = in_turn(&servers, config.rounds, &label, run, show) else {
                 return ExitCode::FAILURE;
             };
             failed_runs += runs.iter().map(Runs::failures).sum::<usize>();
             println!("{}", report::load_table(&table_title(config, case), &runs));
+            let variants = report::variant_lines(&runs);
+            if !variants.is_empty() {
+                println!("{variants}");
+            }
             summaries.push(report::summary_line(
                 &summary_label(config.proto, case),
                 &runs,
@@ -110,20 +133,29 @@ fn bench(config: &Config) -> ExitCode {
     if config.idle > 0 {
         let label = format!("{} idle c={}", config.proto, config.idle);
         let run = |kind| measure::idle(kind, config);
-        let show = |bytes: &f64| format!("{bytes:.0} B per connection");
-        let Some(runs) = in_turn(&config.servers, config.rounds, &label, run, show) else {
+        let show = |f: &IdleFigures| {
+            format!(
+                "{:.0} B per connection; idle {:.0} ms CPU (/proc), {:.0} µs (clock), {:.1} wakeups/s",
+                f.rss_per_conn, f.cpu_ms, f.cpu_us, f.wakeups_per_sec
+            )
+        };
+        let servers = config.servers_for_idle();
+        let Some(runs) = in_turn(&servers, config.rounds, &label, run, show) else {
             return ExitCode::FAILURE;
         };
         failed_runs += runs.iter().map(Runs::failures).sum::<usize>();
         let title = format!(
-            "{} idle connections ({}): server RSS growth per connection",
+            "{} idle connections ({}): server RSS growth per connection; server CPU while \
+             all stay idle for {:.1} s",
             report::thousands(config.idle as f64),
             config.proto,
+            config.idle_hold.as_secs_f64(),
         );
         println!("{}", report::idle_table(&title, &runs));
     }
 
     println!("Summary:\n```\n{}\n```", summaries.join("\n"));
+    warn_if_loaded();
     if failed_runs > 0 {
         eprintln!("echo bench: {failed_runs} runs failed");
         return ExitCode::FAILURE;
@@ -131,41 +163,22 @@ fn bench(config: &Config) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Runs every server in turn, `rounds` times (A B C A B C …), each run reported on
-/// stderr as it ends. `None` when a server echoed wrong bytes: the bench stops.
-fn in_turn<T>(
-    servers: &[ServerKind],
-    rounds: usize,
-    label: &str,
-    run: impl Fn(ServerKind) -> Result<T, RunError>,
-    show: impl Fn(&T) -> String,
-) -> Option<Vec<Runs<T>>> {
-    let mut runs: Vec<Runs<T>> = servers.iter().map(|&kind| Runs::new(kind)).collect();
-    for round in 1..=rounds {
-        for server in &mut runs {
-            let kind = server.kind;
-            let result = match run(kind) {
-                Ok(value) => {
-                    eprintln!("[{label}] round {round}/{rounds} {kind}: {}", show(&value));
-                    Ok(value)
-                }
-                Err(RunError::Corrupt(e)) => {
-                    eprintln!("[{label}] {kind} echoed wrong bytes: {e}; aborting");
-                    return None;
-                }
-                Err(RunError::Failed(why)) => {
-                    eprintln!("[{label}] round {round}/{rounds} {kind}: run failed: {why}");
-                    Err(why)
-                }
-            };
-            server.results.push(result);
-        }
+/// Says so when other processes compete for the CPUs.
+fn warn_if_loaded() {
+    if let Some(warning) = procstat::load_warning() {
+        println!("{warning}\n");
     }
-    Some(runs)
 }
 
 fn print_setup(config: &Config, pinned: bool) {
-    let names: Vec<String> = config.servers.iter().map(ToString::to_string).collect();
+    let mut names: Vec<String> = config.servers.iter().map(ToString::to_string).collect();
+    if !config.servers_given {
+        names.push(format!(
+            "tether-idle (idle case, {} B c={})",
+            config::IDLE_VARIANT_CASE.0,
+            config::IDLE_VARIANT_CASE.1
+        ));
+    }
     let placement = if pinned {
         "server pinned to CPU 1, load generator to CPU 0"
     } else {

@@ -68,6 +68,11 @@ pub enum LoadError {
     Stalled {
         in_flight: u64,
     },
+    /// A counted load did not complete within its time limit.
+    TimedOut {
+        completed: u64,
+        wanted: u64,
+    },
     Io(io::Error),
 }
 
@@ -104,6 +109,10 @@ impl fmt::Display for LoadError {
             LoadError::Stalled { in_flight } => write!(
                 f,
                 "{in_flight} requests in flight and none answered for {STALL_LIMIT:?}"
+            ),
+            LoadError::TimedOut { completed, wanted } => write!(
+                f,
+                "only {completed} of {wanted} requests answered in the time allowed"
             ),
             LoadError::Io(e) => write!(f, "{e}"),
         }
@@ -171,6 +180,30 @@ impl Client {
     /// Drives the load for `duration` and returns what completed in that time.
     /// Requests in flight at the end stay in flight for the next window.
     pub fn run(&mut self, duration: Duration) -> Result<Window, LoadError> {
+        self.drive(duration, None)
+    }
+
+    /// Closed loop only: sends exactly `requests` more requests, keeping `depth` in
+    /// flight per connection while any are left to send, and returns once every
+    /// request in flight is answered, so no request is left in flight. The count
+    /// includes requests a previous [`Client::run`] left in flight: `requests` = 0
+    /// only drains them. Fails with [`LoadError::TimedOut`] after `limit`.
+    pub fn run_requests(&mut self, requests: u64, limit: Duration) -> Result<Window, LoadError> {
+        assert!(self.schedule.is_none(), "a counted load is closed loop");
+        let wanted = requests + self.in_flight;
+        let window = self.drive(limit, Some(requests))?;
+        if self.in_flight > 0 {
+            return Err(LoadError::TimedOut {
+                completed: window.requests,
+                wanted,
+            });
+        }
+        Ok(window)
+    }
+
+    /// Drives the load until `duration` has passed or, with a `budget` of requests
+    /// to send, until all are sent and answered.
+    fn drive(&mut self, duration: Duration, mut budget: Option<u64>) -> Result<Window, LoadError> {
         let start = Instant::now();
         let end = start + duration;
         let mut window = Window {
@@ -182,13 +215,13 @@ impl Client {
         let depth = self.load.depth;
         let closed_loop = self.schedule.is_none();
         for conn in &mut self.conns {
-            self.in_flight += conn.top_up(start, depth, closed_loop);
+            self.in_flight += conn.top_up(start, depth, closed_loop, &mut budget);
             conn.flush()?;
         }
         let mut last_progress = start;
         loop {
             let now = Instant::now();
-            if now >= end {
+            if now >= end || (budget == Some(0) && self.in_flight == 0) {
                 break;
             }
             if self.in_flight == 0 {
@@ -203,7 +236,7 @@ impl Client {
                 while let Some((index, due)) = schedule.pop_due(now, self.conns.len()) {
                     let conn = &mut self.conns[index];
                     conn.due.push_back(due);
-                    self.in_flight += conn.top_up(now, depth, false);
+                    self.in_flight += conn.top_up(now, depth, false, &mut None);
                     conn.flush()?;
                 }
                 wake_at = wake_at.min(schedule.next_due());
@@ -229,7 +262,7 @@ impl Client {
                         last_progress = now;
                     }
                 }
-                self.in_flight += conn.top_up(now, depth, closed_loop);
+                self.in_flight += conn.top_up(now, depth, closed_loop, &mut budget);
                 conn.flush()?;
             }
         }
@@ -329,10 +362,17 @@ impl Conn {
     }
 
     /// Sends requests until `depth` are in flight; returns how many it queued.
-    /// Closed loop starts them now; open loop only sends those already due.
-    fn top_up(&mut self, now: Instant, depth: usize, closed_loop: bool) -> u64 {
+    /// Closed loop starts them now; open loop only sends those already due. A
+    /// `budget` of requests left to send is counted down and respected.
+    fn top_up(
+        &mut self,
+        now: Instant,
+        depth: usize,
+        closed_loop: bool,
+        budget: &mut Option<u64>,
+    ) -> u64 {
         let mut sent = 0;
-        while self.in_flight.len() < depth {
+        while self.in_flight.len() < depth && *budget != Some(0) {
             let start = if closed_loop {
                 now
             } else {
@@ -341,6 +381,9 @@ impl Conn {
                     None => break,
                 }
             };
+            if let Some(left) = budget {
+                *left -= 1;
+            }
             self.request.append_to(&mut self.out, self.next_seq);
             self.next_seq += 1;
             self.in_flight.push_back(start);

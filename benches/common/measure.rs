@@ -1,12 +1,14 @@
 //! One measurement: a fresh server child, a load, and the figures read off both.
 
 use std::io;
+use std::thread;
 use std::time::{Duration, Instant};
 
 use super::child::ServerChild;
 use super::config::Config;
 use super::loadgen::{Client, Load, LoadError};
 use super::servers::ServerKind;
+use super::udp_load::UdpError;
 use super::wire::MIN_PAYLOAD;
 
 /// Event loops (server threads) every server gets: the machines have two cores,
@@ -14,7 +16,11 @@ use super::wire::MIN_PAYLOAD;
 const LOOPS: usize = 1;
 
 /// Time allowed to open and check all connections of one run.
-const SETUP_DEADLINE: Duration = Duration::from_secs(30);
+pub const SETUP_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Pause between the last connection's round trip and the idle CPU count, for
+/// whatever the server does right after accepting to finish.
+const IDLE_SETTLE: Duration = Duration::from_millis(100);
 
 /// One load case: payload size and connection count.
 #[derive(Clone, Copy, Debug)]
@@ -37,8 +43,8 @@ pub struct Figures {
 
 #[derive(Debug)]
 pub enum RunError {
-    /// The server echoed wrong bytes: the whole bench stops.
-    Corrupt(LoadError),
+    /// The server echoed wrong bytes (what was wrong): the whole bench stops.
+    Corrupt(String),
     /// The run failed (no start, a crash, a stall, a timeout): reported, the bench goes on.
     Failed(String),
 }
@@ -46,9 +52,18 @@ pub enum RunError {
 impl From<LoadError> for RunError {
     fn from(e: LoadError) -> Self {
         if e.is_corruption() {
-            RunError::Corrupt(e)
+            RunError::Corrupt(e.to_string())
         } else {
             RunError::Failed(e.to_string())
+        }
+    }
+}
+
+impl From<UdpError> for RunError {
+    fn from(e: UdpError) -> Self {
+        match e {
+            UdpError::Corrupt(why) => RunError::Corrupt(why),
+            other => RunError::Failed(other.to_string()),
         }
     }
 }
@@ -100,9 +115,25 @@ pub fn load(kind: ServerKind, case: Case, config: &Config) -> Result<Figures, Ru
     })
 }
 
-/// Server RSS growth per connection while holding `config.idle` idle connections.
-pub fn idle(kind: ServerKind, config: &Config) -> Result<f64, RunError> {
-    let server = ServerChild::spawn(kind, config.proto, LOOPS)?;
+/// What the server costs while `config.idle` connections are held idle.
+#[derive(Clone, Copy, Debug)]
+pub struct IdleFigures {
+    /// Server RSS growth per connection.
+    pub rss_per_conn: f64,
+    /// Server CPU time (user + system, from `/proc`, in 10 ms ticks) over the hold.
+    pub cpu_ms: f64,
+    /// The same from the server's own `CLOCK_PROCESS_CPUTIME_ID`: nanosecond
+    /// resolution; includes the few microseconds its main thread takes to answer.
+    pub cpu_us: f64,
+    /// Context switches of the server's loop threads per second of the hold: how
+    /// often a loop woke up with nothing to do.
+    pub wakeups_per_sec: f64,
+}
+
+/// Server RSS growth per connection while holding `config.idle` idle connections,
+/// then the server's CPU time and wakeups while they stay idle for `config.idle_hold`.
+pub fn idle(kind: ServerKind, config: &Config) -> Result<IdleFigures, RunError> {
+    let mut server = ServerChild::spawn(kind, config.proto, LOOPS)?;
     let before = server.rss_bytes()?;
     let load = Load {
         proto: config.proto,
@@ -115,13 +146,27 @@ pub fn idle(kind: ServerKind, config: &Config) -> Result<f64, RunError> {
     let deadline = Instant::now() + SETUP_DEADLINE;
     let client = Client::connect(server.addr(), config.idle, load, deadline)?;
     let after = server.rss_bytes()?;
+
+    thread::sleep(IDLE_SETTLE);
+    let (ticks_before, nanos_before) = (server.cpu_time()?, server.cpu_nanos()?);
+    let wakeups_before = server.loop_wakeups()?;
+    let start = Instant::now();
+    thread::sleep(config.idle_hold);
+    let wakeups_after = server.loop_wakeups()?;
+    let (nanos_after, ticks_after) = (server.cpu_nanos()?, server.cpu_time()?);
+    let held = start.elapsed().as_secs_f64();
     drop(client);
     report_quit(server);
-    Ok((after as f64 - before as f64) / config.idle as f64)
+    Ok(IdleFigures {
+        rss_per_conn: (after as f64 - before as f64) / config.idle as f64,
+        cpu_ms: (ticks_after.saturating_sub(ticks_before)).as_secs_f64() * 1e3,
+        cpu_us: nanos_after.saturating_sub(nanos_before) as f64 / 1e3,
+        wakeups_per_sec: wakeups_after.saturating_sub(wakeups_before) as f64 / held,
+    })
 }
 
 /// A server that does not stop cleanly is reported; its figures still stand.
-fn report_quit(server: ServerChild) {
+pub fn report_quit(server: ServerChild) {
     if let Err(e) = server.quit() {
         eprintln!("warning: {e}");
     }

@@ -37,6 +37,30 @@ pub fn peak_rss_bytes(pid: u32) -> io::Result<u64> {
     status_kib(pid, "VmHWM:").map(|kib| kib * 1024)
 }
 
+/// Voluntary plus involuntary context switches of every thread of process `pid`
+/// but its main thread.
+pub fn context_switches_except_main(pid: u32) -> io::Result<u64> {
+    let mut total = 0;
+    for task in fs::read_dir(format!("/proc/{pid}/task"))? {
+        let task = task?;
+        if task.file_name().to_str() == Some(&pid.to_string()) {
+            continue;
+        }
+        // A thread that ended since the listing has nothing left to count.
+        let Ok(status) = fs::read_to_string(task.path().join("status")) else {
+            continue;
+        };
+        for key in ["voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:"] {
+            total += status
+                .lines()
+                .find_map(|line| line.strip_prefix(key))
+                .and_then(|n| n.trim().parse::<u64>().ok())
+                .ok_or_else(|| malformed("task/TID/status"))?;
+        }
+    }
+    Ok(total)
+}
+
 fn status_kib(pid: u32, key: &str) -> io::Result<u64> {
     let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
@@ -61,4 +85,26 @@ fn malformed(file: &str) -> io::Error {
         io::ErrorKind::InvalidData,
         format!("unexpected /proc/PID/{file} format"),
     )
+}
+
+/// The machine's load average over the last minute (`/proc/loadavg`).
+pub fn load_average() -> Option<f64> {
+    fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// A warning line when other processes compete for the CPUs (load average above
+/// 1.5 on this two-core machine, where the bench itself keeps about one busy).
+pub fn load_warning() -> Option<String> {
+    let load = load_average()?;
+    (load > 1.5).then(|| {
+        format!(
+            "warning: load average {load:.1}: other processes compete for the CPUs; \
+             timings and ratios are unreliable (instruction and syscall counts less so)"
+        )
+    })
 }

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use super::measure::Figures;
+use super::measure::{Figures, IdleFigures};
 use super::servers::ServerKind;
 
 /// One server's results for one case, one per round; a failed run keeps its reason.
@@ -23,12 +23,12 @@ impl<T> Runs<T> {
         self.results.iter().filter(|r| r.is_err()).count()
     }
 
-    fn successes(&self) -> impl Iterator<Item = &T> {
+    pub fn successes(&self) -> impl Iterator<Item = &T> {
         self.results.iter().filter_map(|r| r.as_ref().ok())
     }
 
     /// "tokio", or "tokio (2/3 runs)" when some runs failed.
-    fn label(&self) -> String {
+    pub fn label(&self) -> String {
         let ok = self.successes().count();
         if ok == self.results.len() {
             self.kind.to_string()
@@ -38,7 +38,7 @@ impl<T> Runs<T> {
     }
 
     /// Why the runs failed, when none succeeded.
-    fn failure(&self) -> Option<&str> {
+    pub fn failure(&self) -> Option<&str> {
         match self.successes().next() {
             Some(_) => None,
             None => self
@@ -65,7 +65,7 @@ pub fn median_figures(runs: &Runs<Figures>) -> Option<Figures> {
     })
 }
 
-fn median(mut values: Vec<f64>) -> Option<f64> {
+pub fn median(mut values: Vec<f64>) -> Option<f64> {
     values.sort_by(f64::total_cmp);
     let mid = values.len() / 2;
     match values.len() {
@@ -73,6 +73,54 @@ fn median(mut values: Vec<f64>) -> Option<f64> {
         n if n % 2 == 1 => Some(values[mid]),
         _ => Some((values[mid - 1] + values[mid]) / 2.0),
     }
+}
+
+/// The median over rounds of `field(variant) / field(base)`, each ratio taken
+/// between the two runs of one round (adjacent in time, so they share the
+/// machine's mood): steadier than the ratio of the two medians.
+pub fn paired_ratio<T>(
+    variant: &Runs<T>,
+    base: &Runs<T>,
+    field: impl Fn(&T) -> f64,
+) -> Option<f64> {
+    let ratios = variant
+        .results
+        .iter()
+        .zip(&base.results)
+        .filter_map(|(v, b)| Some(field(v.as_ref().ok()?) / field(b.as_ref().ok()?)))
+        .collect();
+    median(ratios)
+}
+
+/// One line per variant measured with its base (tether-idle with tether), e.g.
+/// `tether-idle vs tether, median of per-round ratios: req/s 0.99×, CPU/req 1.01×`.
+pub fn variant_lines(runs: &[Runs<Figures>]) -> String {
+    let mut out = String::new();
+    for variant in runs {
+        let Some(base) = variant
+            .kind
+            .base()
+            .and_then(|b| runs.iter().find(|r| r.kind == b))
+        else {
+            continue;
+        };
+        let ratio = |field: fn(&Figures) -> f64| {
+            paired_ratio(variant, base, field).map_or("–".to_owned(), |r| format!("{r:.3}×"))
+        };
+        let _ = writeln!(
+            out,
+            "{} vs {}, median of per-round ratios: req/s {}, CPU µs/req {}, p99 {}, \
+             allocs/req {} vs {}",
+            variant.kind,
+            base.kind,
+            ratio(|f| f.req_per_sec),
+            ratio(|f| f.cpu_us_per_req),
+            ratio(|f| f.p99_us),
+            median_figures(variant).map_or("–".into(), |f| format!("{:.2}", f.allocs_per_req)),
+            median_figures(base).map_or("–".into(), |f| format!("{:.2}", f.allocs_per_req)),
+        );
+    }
+    out
 }
 
 /// The markdown table of one load case: medians, and ratios against raw mio.
@@ -137,9 +185,9 @@ pub fn summary_line(case: &str, runs: &[Runs<Figures>]) -> String {
     if medians.len() < 2 {
         return format!("{case}: only {subject} measured");
     }
-    let comparisons: Vec<String> = medians
+    let mut comparisons: Vec<String> = medians
         .iter()
-        .filter(|(kind, _)| *kind != subject)
+        .filter(|(kind, _)| *kind != subject && kind.base().is_none())
         .map(|(kind, other)| {
             format!(
                 "{subject}/{kind} req/s {:.2}x cpu {:.2}x p99 {:.2}x",
@@ -149,30 +197,65 @@ pub fn summary_line(case: &str, runs: &[Runs<Figures>]) -> String {
             )
         })
         .collect();
+    // Variants against their base, as paired per-round ratios.
+    for variant in runs {
+        let Some(base) = variant
+            .kind
+            .base()
+            .and_then(|b| runs.iter().find(|r| r.kind == b))
+        else {
+            continue;
+        };
+        let ratio = |field: fn(&Figures) -> f64| {
+            paired_ratio(variant, base, field).map_or("–".to_owned(), |r| format!("{r:.3}x"))
+        };
+        comparisons.push(format!(
+            "{}/{} req/s {} cpu {}",
+            variant.kind,
+            base.kind,
+            ratio(|f| f.req_per_sec),
+            ratio(|f| f.cpu_us_per_req),
+        ));
+    }
     format!("{case}: {}", comparisons.join("; "))
 }
 
-/// The markdown table of the idle case: server RSS growth per connection.
-pub fn idle_table(title: &str, runs: &[Runs<f64>]) -> String {
-    let per_conn = |r: &Runs<f64>| median(r.successes().copied().collect());
+/// The markdown table of the idle case: server RSS growth per connection, and the
+/// server's CPU time and loop wakeups while the connections stay idle.
+pub fn idle_table(title: &str, runs: &[Runs<IdleFigures>]) -> String {
+    let of = |r: &Runs<IdleFigures>, field: fn(&IdleFigures) -> f64| {
+        median(r.successes().map(field).collect())
+    };
     let mio = runs
         .iter()
         .find(|r| r.kind == ServerKind::Mio)
-        .and_then(per_conn);
-    let mut out =
-        format!("### {title}\n\n| server | RSS per connection | vs mio |\n| --- | ---: | ---: |\n");
+        .and_then(|r| of(r, |f| f.rss_per_conn));
+    let mut out = format!(
+        "### {title}\n\n\
+         | server | RSS per connection | vs mio | idle CPU, /proc utime+stime | \
+         idle CPU, process clock | loop wakeups/s |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: |\n"
+    );
     for server in runs {
-        let Some(bytes) = per_conn(server) else {
+        let Some(bytes) = of(server, |f| f.rss_per_conn) else {
             let why = server.failure().unwrap_or("no run");
-            let _ = writeln!(out, "| {} | failed: {why} | – |", server.kind);
+            let _ = writeln!(
+                out,
+                "| {} | failed: {why} |{}",
+                server.kind,
+                " – |".repeat(4)
+            );
             continue;
         };
         let ratio = mio.map_or("–".to_owned(), |base| format!("{:.1}×", bytes / base));
         let _ = writeln!(
             out,
-            "| {} | {} B | {ratio} |",
+            "| {} | {} B | {ratio} | {:.0} ms | {:.0} µs | {:.1} |",
             server.label(),
-            thousands(bytes)
+            thousands(bytes),
+            of(server, |f| f.cpu_ms).unwrap_or(f64::NAN),
+            of(server, |f| f.cpu_us).unwrap_or(f64::NAN),
+            of(server, |f| f.wakeups_per_sec).unwrap_or(f64::NAN),
         );
     }
     out
@@ -204,7 +287,7 @@ pub fn thousands(value: f64) -> String {
 }
 
 /// Three significant figures are all a latency percentile carries here.
-fn micros(us: f64) -> String {
+pub fn micros(us: f64) -> String {
     if us < 100.0 {
         format!("{us:.1}")
     } else {

@@ -2,22 +2,38 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use tether::codec::LengthPrefixed;
-use tether::{Action, Conn, Engine, EventHandler, FrameConn, FrameHandler, Framed};
+use tether::{Action, Conn, Engine, EventHandler, FrameConn, FrameHandler, Framed, Options};
 
 use super::Running;
 use crate::common::wire::Proto;
 
-pub(super) fn start(proto: Proto, addr: SocketAddr, loops: usize) -> io::Result<Running> {
+/// An idle timeout no run reaches: every connection keeps one armed wheel entry.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Starts the echo; with `idle_timeout`, as the `tether-idle` variant: the same
+/// echo with `Options::idle_timeout` set and no heartbeat.
+pub(super) fn start(
+    proto: Proto,
+    addr: SocketAddr,
+    loops: usize,
+    idle_timeout: bool,
+) -> io::Result<Running> {
     let addr = addr.to_string();
+    let mut options = Options::default();
+    options.loops = loops;
+    if idle_timeout {
+        options.idle_timeout = Some(IDLE_TIMEOUT);
+    }
     let engine = match proto {
         Proto::Raw => Engine::builder(|_loop| Echo)
-            .loops(loops)
+            .options(options)
             .listen(addr)
             .start(),
         Proto::Frame => Engine::builder(|_loop| Framed::new(LengthPrefixed::new(), FrameEcho))
-            .loops(loops)
+            .options(options)
             .listen(addr)
             .start(),
     }
