@@ -93,15 +93,8 @@ impl Engine {
     /// already queued for that loop (the loop is not keeping up: back off),
     /// [`SendError::Stopped`] after stop.
     pub fn send(&self, id: ConnId, data: impl Into<Bytes>) -> Result<(), SendError> {
-        if self.is_stopped() {
-            return Err(SendError::Stopped);
-        }
-        let inbox = self
-            .shared
-            .inboxes
-            .get(id.loop_id())
-            .ok_or(SendError::NoSuchLoop)?;
-        inbox.push_send(id, data.into(), self.shared.max_inbox_bytes)
+        self.inbox_of(id)?
+            .push_send(id, data.into(), self.shared.max_inbox_bytes)
     }
 
     /// Closes connection `id` (reason [`CloseReason::Local`](crate::CloseReason::Local)).
@@ -169,15 +162,18 @@ impl Engine {
     }
 
     fn command(&self, id: ConnId, cmd: Command) -> Result<(), SendError> {
+        self.inbox_of(id)?.push(cmd).map_err(|_| SendError::Stopped)
+    }
+
+    /// The inbox of the loop owning `id`, unless the engine has stopped.
+    fn inbox_of(&self, id: ConnId) -> Result<&Inbox, SendError> {
         if self.is_stopped() {
             return Err(SendError::Stopped);
         }
-        let inbox = self
-            .shared
+        self.shared
             .inboxes
             .get(id.loop_id())
-            .ok_or(SendError::NoSuchLoop)?;
-        inbox.push(cmd).map_err(|_| SendError::Stopped)
+            .ok_or(SendError::NoSuchLoop)
     }
 
     pub(crate) fn push_to_loop(&self, loop_id: usize, cmd: Command) -> Result<(), SendError> {

@@ -23,11 +23,13 @@ use crate::timer::TimerWheel;
 
 mod dial;
 mod listen;
+mod udp;
 
 use crate::net::stream::Stream;
 use dial::{DialInfo, PendingDial};
 use listen::Listener;
 pub(crate) use listen::{ListenSocket, LoopListener};
+use udp::UdpBatches;
 
 /// Token of the loop's waker; listeners count down from just below it and
 /// connections use their slab key, so the three never meet.
@@ -77,21 +79,6 @@ struct Slot<S> {
 }
 
 const NO_LISTENER: u16 = u16::MAX;
-
-/// A loop's `recvmmsg`/`sendmmsg` buffers.
-struct UdpBatches {
-    recv: crate::net::mmsg::RecvBatch,
-    send: crate::net::mmsg::SendBatch,
-}
-
-impl UdpBatches {
-    fn new(batch: usize, max_len: usize) -> Self {
-        UdpBatches {
-            recv: crate::net::mmsg::RecvBatch::new(batch, max_len),
-            send: crate::net::mmsg::SendBatch::new(batch),
-        }
-    }
-}
 
 /// Where a callback's input comes from.
 #[derive(Clone, Copy)]
@@ -505,135 +492,6 @@ impl<H: EventHandler> EventLoop<H> {
                     return;
                 }
             }
-        }
-    }
-
-    /// Reads datagrams from UDP listener `i` until drained or out of budget.
-    fn read_datagrams(&mut self, i: usize) {
-        if self.opts.udp_batch > 1 {
-            return self.read_datagram_batches(i);
-        }
-        let counters = self.core.engine.counters(self.core.loop_id);
-        for _ in 0..self.opts.udp_budget {
-            let Some(Listener {
-                inner:
-                    LoopListener {
-                        socket: ListenSocket::Udp(socket),
-                        tag,
-                        ..
-                    },
-                ..
-            }) = self.listeners.get(i)
-            else {
-                return;
-            };
-            let (n, peer) = match socket.recv_from(&mut self.rbuf) {
-                Ok(got) => got,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    // ICMP errors for earlier sends surface here; the socket is fine.
-                    log::debug!("loop {}: udp receive: {e}", self.core.loop_id);
-                    continue;
-                }
-            };
-            bump(&counters.datagrams_in, 1);
-            bump(&counters.bytes_in, n as u64);
-            let mut dgram = crate::datagram::Datagram {
-                data: &self.rbuf[..n],
-                peer,
-                listener: *tag,
-                truncated: false,
-                socket,
-                batch: None,
-                counters,
-                engine: &self.core.engine,
-                loop_id: self.core.loop_id,
-                now: self.core.now,
-            };
-            let handler = &mut self.handler;
-            match panic::catch_unwind(AssertUnwindSafe(|| handler.on_datagram(&mut dgram))) {
-                Ok(Action::Shutdown) => self.core.engine.signal_stop(self.opts.shutdown_timeout),
-                Ok(_) => {}
-                Err(_) => log::error!("loop {}: on_datagram panicked", self.core.loop_id),
-            }
-        }
-        // Out of budget with datagrams left: edge triggering will not say so again.
-        self.ready_accepts.push(i);
-    }
-
-    /// The batched variant: one `recvmmsg` per batch, replies in one `sendmmsg`.
-    fn read_datagram_batches(&mut self, i: usize) {
-        use std::os::fd::AsRawFd;
-        let counters = self.core.engine.counters(self.core.loop_id);
-        let (batch, max_len) = (self.opts.udp_batch, self.opts.udp_max_datagram);
-        let udp = self
-            .udp
-            .get_or_insert_with(|| Box::new(UdpBatches::new(batch, max_len)));
-        let mut received = 0;
-        while received < self.opts.udp_budget {
-            let Some(Listener {
-                inner:
-                    LoopListener {
-                        socket: ListenSocket::Udp(socket),
-                        tag,
-                        ..
-                    },
-                ..
-            }) = self.listeners.get(i)
-            else {
-                return;
-            };
-            let fd = socket.as_raw_fd();
-            let n = match udp.recv.recv(fd) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => {
-                    log::debug!("loop {}: udp receive: {e}", self.core.loop_id);
-                    break;
-                }
-            };
-            received += n.max(1);
-            let UdpBatches { recv, send } = &mut **udp;
-            for d in recv.iter() {
-                bump(&counters.datagrams_in, 1);
-                bump(&counters.bytes_in, d.data.len() as u64);
-                let mut dgram = crate::datagram::Datagram {
-                    data: d.data,
-                    peer: d.peer,
-                    listener: *tag,
-                    truncated: d.truncated,
-                    socket,
-                    batch: Some(send),
-                    counters,
-                    engine: &self.core.engine,
-                    loop_id: self.core.loop_id,
-                    now: self.core.now,
-                };
-                let handler = &mut self.handler;
-                match panic::catch_unwind(AssertUnwindSafe(|| handler.on_datagram(&mut dgram))) {
-                    Ok(Action::Shutdown) => {
-                        self.core.engine.signal_stop(self.opts.shutdown_timeout)
-                    }
-                    Ok(_) => {}
-                    Err(_) => log::error!("loop {}: on_datagram panicked", self.core.loop_id),
-                }
-            }
-            let before = (send.refused(), send.overflowed());
-            match send.flush(fd) {
-                Ok(sent) => bump(&counters.datagrams_out, sent as u64),
-                Err(e) => log::debug!("loop {}: udp send: {e}", self.core.loop_id),
-            }
-            let lost = send.refused() + send.overflowed() - before.0 - before.1;
-            bump(&counters.datagrams_dropped, lost);
-            // Replies the kernel would not take now are dropped rather than kept:
-            // UDP promises nothing, and a queue would only grow under overload.
-            let unsent = send.len() as u64;
-            send.clear();
-            bump(&counters.datagrams_dropped, unsent);
-        }
-        if received >= self.opts.udp_budget {
-            self.ready_accepts.push(i);
         }
     }
 
