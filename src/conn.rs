@@ -316,7 +316,9 @@ impl<'a, S> Conn<'a, S> {
         if self.discard {
             return;
         }
-        let deadline = self.core.now_ms.saturating_add(ms_ceil(after));
+        // The loop clock is rounded down; one more tick keeps the timer from
+        // firing early.
+        let deadline = self.core.now_ms.saturating_add(ms_ceil(after) + 1);
         let timer = UserTimer {
             slot: self.id.slot,
             generation: self.id.generation,

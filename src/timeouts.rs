@@ -43,10 +43,25 @@ pub(crate) enum Due {
     Heartbeat,
 }
 
-/// A connection's timing state, inline in its slab slot (24 bytes).
+/// The stamp for an event seen at loop time `now_ms`.
 ///
-/// Stamps are the low 32 bits of the loop clock in milliseconds, compared with
-/// wrapping arithmetic: exact for intervals under ~49 days.
+/// The loop clock is whole milliseconds rounded down; an event stamped with that
+/// could be up to a millisecond older than it really is, and its timeout would
+/// fire up to a millisecond early. Stamps round up instead, and deadlines are
+/// checked against the rounded-down clock, so a timeout never fires early (and
+/// at most two milliseconds late).
+pub(crate) fn stamp(now_ms: u64) -> u32 {
+    now_ms.wrapping_add(1) as u32
+}
+
+/// The loop time a stamp stands for. Stamps keep the low 32 bits of the clock
+/// and are read relative to `now`, so they are exact within ±24 days of it.
+fn absolute(now: u64, stamp: u32) -> u64 {
+    let ago = (now as u32).wrapping_sub(stamp) as i32;
+    now.saturating_add_signed(-i64::from(ago))
+}
+
+/// A connection's timing state, inline in its slab slot (24 bytes).
 #[derive(Debug, Default)]
 pub(crate) struct Timing {
     pub(crate) last_read: u32,
@@ -63,7 +78,7 @@ pub(crate) struct Timing {
 
 impl Timing {
     pub(crate) fn new(now: u64) -> Timing {
-        let now = now as u32;
+        let now = stamp(now);
         Timing {
             last_read: now,
             last_write: now,
@@ -89,8 +104,7 @@ impl Timing {
         let mut best: Option<u64> = None;
         let mut consider = |stamp: u32, timeout: u32| {
             if timeout > 0 {
-                let elapsed = (now as u32).wrapping_sub(stamp);
-                let at = now + u64::from(timeout.saturating_sub(elapsed));
+                let at = absolute(now, stamp) + u64::from(timeout);
                 best = Some(best.map_or(at, |b| b.min(at)));
             }
         };
@@ -106,8 +120,7 @@ impl Timing {
 
     /// The most recent of the two activity stamps.
     fn last_active(&self, now: u64) -> u32 {
-        let now = now as u32;
-        if now.wrapping_sub(self.last_read) < now.wrapping_sub(self.last_write) {
+        if absolute(now, self.last_read) > absolute(now, self.last_write) {
             self.last_read
         } else {
             self.last_write
@@ -119,8 +132,9 @@ impl Timing {
     /// Marks what it returns as handled by restarting that kind's clock, so an
     /// `on_idle` that keeps the connection hears again after another full timeout.
     pub(crate) fn due(&mut self, cfg: &TimeoutCfg, has_partial: bool, now: u64) -> Option<Due> {
-        let now32 = now as u32;
-        let passed = |stamp: u32, timeout: u32| timeout > 0 && now32.wrapping_sub(stamp) >= timeout;
+        let now32 = stamp(now);
+        let passed =
+            |at: u32, timeout: u32| timeout > 0 && now >= absolute(now, at) + u64::from(timeout);
         if has_partial && passed(self.partial_since, cfg.frame) {
             return Some(Due::Frame);
         }
@@ -175,15 +189,18 @@ mod tests {
     fn traffic_moves_the_deadline_without_rearming() {
         let c = cfg(1000, 0, 0, 0, 0);
         let mut t = Timing::new(0);
-        assert_eq!(t.next_deadline(&c, false, 0), Some(1000));
-        // Traffic at 600: the entry at 1000 fires early, finds nothing due...
+        // Stamps round up (an event at 0.x ms counts as 1 ms), so the deadline is
+        // never early.
+        assert_eq!(t.next_deadline(&c, false, 0), Some(1001));
+        // Traffic stamped 600: the entry at 1001 fires early, finds nothing due...
         t.last_read = 600;
-        assert_eq!(t.due(&c, false, 1000), None);
+        assert_eq!(t.due(&c, false, 1001), None);
         // ...and is re-armed for the remainder.
-        assert_eq!(t.next_deadline(&c, false, 1000), Some(1600));
+        assert_eq!(t.next_deadline(&c, false, 1001), Some(1600));
+        assert_eq!(t.due(&c, false, 1599), None);
         assert_eq!(t.due(&c, false, 1600), Some(Due::Idle(Idle::Read)));
         // Continuing restarts the clock: next report after another full timeout.
-        assert_eq!(t.next_deadline(&c, false, 1600), Some(2600));
+        assert_eq!(t.next_deadline(&c, false, 1600), Some(2601));
     }
 
     #[test]
@@ -216,7 +233,7 @@ mod tests {
         assert_eq!(t.due(&c, false, 200), None);
         assert_eq!(t.next_deadline(&c, false, 200), Some(350));
         assert_eq!(t.due(&c, false, 350), Some(Due::Heartbeat));
-        assert_eq!(t.next_deadline(&c, false, 350), Some(550));
+        assert_eq!(t.next_deadline(&c, false, 350), Some(551));
     }
 
     #[test]
@@ -224,7 +241,15 @@ mod tests {
         let c = cfg(1000, 0, 0, 0, 0);
         let start = u64::from(u32::MAX) - 100;
         let t = Timing::new(start);
-        assert_eq!(t.next_deadline(&c, false, start + 500), Some(start + 1000));
+        assert_eq!(t.next_deadline(&c, false, start + 500), Some(start + 1001));
+    }
+
+    #[test]
+    fn a_stamp_ahead_of_the_clock_is_not_read_as_ancient() {
+        // Stamped at now + 1 (rounded up): zero elapsed, not 2^32 - 1 ms.
+        let c = cfg(100, 0, 0, 0, 0);
+        let t = Timing::new(7_000);
+        assert_eq!(t.next_deadline(&c, false, 7_000), Some(7_101));
     }
 
     #[test]

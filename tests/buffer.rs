@@ -111,7 +111,7 @@ fn consume_past_the_end_panics_with_figures() {
 
 #[test]
 fn pool_reuses_and_bounds_what_it_keeps() {
-    let mut pool = BufferPool::new(1024, 4096, 2);
+    let mut pool = BufferPool::new(1024, 2);
     let a = pool.take();
     let mut b = pool.take();
     let c = pool.take();

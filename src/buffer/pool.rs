@@ -5,16 +5,17 @@ use super::Buf;
 /// Lends [`Buf`]s to connections of one loop and takes them back when drained.
 ///
 /// The pool is owned by one event loop and needs no locking. Buffers come back
-/// empty; ones that grew past `max_pooled_capacity` during a burst are shrunk to
-/// the default size first, and at most `max_idle` buffers are kept, so the memory a
-/// pool holds after a storm is bounded.
+/// empty. Only buffers of the default size are kept, at most `max_idle` of them:
+/// one that grew during a burst is freed rather than lent again for a small need,
+/// so the memory a pool holds is bounded by `max_idle × default_capacity` and a
+/// large frame's buffer never lingers behind small ones.
 ///
 /// # Examples
 ///
 /// ```
 /// use tether::buffer::BufferPool;
 ///
-/// let mut pool = BufferPool::new(4096, 64 * 1024, 16);
+/// let mut pool = BufferPool::new(4096, 16);
 /// let mut buf = pool.take();
 /// buf.extend_from_slice(b"partial frame");
 /// assert_eq!(pool.stats().lent, 1);
@@ -30,7 +31,6 @@ pub struct BufferPool {
     #[allow(clippy::vec_box)]
     free: Vec<Box<Buf>>,
     default_capacity: usize,
-    max_pooled_capacity: usize,
     max_idle: usize,
     lent: usize,
     lent_bytes: usize,
@@ -53,12 +53,11 @@ pub struct PoolStats {
 
 impl BufferPool {
     /// A pool handing out buffers of `default_capacity` bytes, keeping at most
-    /// `max_idle` of them, and shrinking any that grew past `max_pooled_capacity`.
-    pub fn new(default_capacity: usize, max_pooled_capacity: usize, max_idle: usize) -> Self {
+    /// `max_idle` of them.
+    pub fn new(default_capacity: usize, max_idle: usize) -> Self {
         BufferPool {
             free: Vec::new(),
             default_capacity: default_capacity.max(1),
-            max_pooled_capacity: max_pooled_capacity.max(default_capacity),
             max_idle,
             lent: 0,
             lent_bytes: 0,
@@ -93,13 +92,10 @@ impl BufferPool {
     pub fn give(&mut self, mut buf: Box<Buf>) {
         self.lent = self.lent.saturating_sub(1);
         self.lent_bytes = self.lent_bytes.saturating_sub(buf.capacity());
-        if self.free.len() >= self.max_idle {
+        if self.free.len() >= self.max_idle || buf.capacity() != self.default_capacity {
             return;
         }
         buf.clear();
-        if buf.capacity() > self.max_pooled_capacity {
-            buf.shrink_to(self.default_capacity);
-        }
         self.idle_bytes += buf.capacity();
         self.free.push(buf);
     }

@@ -168,11 +168,7 @@ impl<H: EventHandler> EventLoop<H> {
                 user_wheel: TimerWheel::new(0),
                 user_timers: Default::default(),
                 timeouts: opts.timeouts(),
-                pool: BufferPool::new(
-                    opts.pool_buffer_size,
-                    opts.read_buffer_size,
-                    opts.pool_max_idle,
-                ),
+                pool: BufferPool::new(opts.pool_buffer_size, opts.pool_max_idle),
             },
             poll,
             listeners,
@@ -607,7 +603,7 @@ impl<H: EventHandler> EventLoop<H> {
                 &self.core.engine.counters(self.core.loop_id).bytes_in,
                 n as u64,
             );
-            slot.timing.last_read = self.core.now_ms as u32;
+            slot.timing.last_read = crate::timeouts::stamp(self.core.now_ms);
             let input = match slot.inbound.as_mut() {
                 None => Input::Shared(n),
                 Some(inbound) => {
@@ -723,7 +719,7 @@ impl<H: EventHandler> EventLoop<H> {
                         .append(&mut buf, &self.rbuf[consumed..n], self.opts.max_inbound);
                     *inbound = Some(buf);
                     // A partial frame starts now; the frame timeout counts from here.
-                    timing.partial_since = self.core.now_ms as u32;
+                    timing.partial_since = crate::timeouts::stamp(self.core.now_ms);
                     rearm |= timing.cfg(&self.core.timeouts).frame > 0;
                 }
             }
@@ -837,7 +833,7 @@ impl<H: EventHandler> EventLoop<H> {
             written as u64,
         );
         if written > 0 {
-            slot.timing.last_write = self.core.now_ms as u32;
+            slot.timing.last_write = crate::timeouts::stamp(self.core.now_ms);
         }
         if data.len() - written > self.opts.max_outbound {
             self.close(key, CloseReason::WriteOverflow);
@@ -887,7 +883,7 @@ impl<H: EventHandler> EventLoop<H> {
             written as u64,
         );
         if written > 0 {
-            slot.timing.last_write = self.core.now_ms as u32;
+            slot.timing.last_write = crate::timeouts::stamp(self.core.now_ms);
         }
         out.consume(written);
         let left = out.len();

@@ -132,3 +132,238 @@ pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
         })
         .collect()
 }
+
+// ---- waiting on counters, raw client sockets, child-process servers ----
+
+/// Polls `engine.stats()` until `pred` holds, or panics with the last snapshot.
+///
+/// Gauges (`buffer_bytes`, `timers`, …) are published once per loop iteration,
+/// so they may trail the event that changed them by one iteration.
+pub fn stats_until(
+    engine: &tether::Engine,
+    what: &str,
+    mut pred: impl FnMut(&tether::Stats) -> bool,
+) -> tether::Stats {
+    let end = Instant::now() + DEADLINE;
+    loop {
+        let stats = engine.stats();
+        if pred(&stats) {
+            return stats;
+        }
+        assert!(
+            Instant::now() < end,
+            "no {what} within {DEADLINE:?}; last stats: {stats:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// A client whose receive buffer is `rcvbuf` bytes (before the kernel's
+/// doubling), set before connecting so the advertised window stays small.
+///
+/// The server's send buffer still autotunes to a few MiB on loopback, so output
+/// backs up in the server only past that much.
+pub fn connect_small_rcvbuf(addr: SocketAddr, rcvbuf: usize) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(rcvbuf).unwrap();
+    sock.connect(&addr.into()).expect("connect");
+    let s: TcpStream = sock.into();
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    s.set_write_timeout(Some(DEADLINE)).unwrap();
+    s.set_nodelay(true).unwrap();
+    s
+}
+
+/// Closes with RST instead of FIN.
+pub fn reset(s: TcpStream) {
+    socket2::SockRef::from(&s)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(s);
+}
+
+/// Sets the soft RLIMIT_NOFILE of this process (at most the hard limit).
+pub fn set_nofile(soft: u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the rlimit we pass.
+    let rc = unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            -1
+        } else {
+            lim.rlim_cur = soft.min(lim.rlim_max);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim)
+        }
+    };
+    assert_eq!(rc, 0, "setrlimit: {}", std::io::Error::last_os_error());
+}
+
+/// Resident set size of a process, KiB; `None` if /proc cannot be read (a
+/// process out of descriptors cannot open it).
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let pages: u64 = statm.split(' ').nth(1)?.parse().ok()?;
+    Some(pages * 4)
+}
+
+/// Open descriptors of a process; `None` if /proc cannot be read. Counted
+/// from this process, the listing's own descriptor is included.
+pub fn fd_count(pid: u32) -> Option<u64> {
+    Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64)
+}
+
+/// The line a [`child_serve`] server prints for `stats`, parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChildStats {
+    pub open: u64,
+    pub accepted: u64,
+    pub closed: u64,
+    pub rejected: u64,
+    pub shed: u64,
+    pub buffer_bytes: u64,
+    pub pool_idle_bytes: u64,
+    pub bytes_in: u64,
+    /// 0 when the child could not read /proc (out of descriptors).
+    pub rss_kib: u64,
+    /// 0 when the child could not read /proc (out of descriptors).
+    pub fds: u64,
+}
+
+/// Child side of a server run in a re-executed test binary: prints its address,
+/// then answers each `stats` line on stdin with one `stats …` line, until stdin
+/// closes; then stops the engine.
+pub fn child_serve(engine: &tether::Engine) {
+    use std::io::BufRead;
+    println!("listening on {}", engine.local_addrs()[0]);
+    let pid = std::process::id();
+    for line in std::io::stdin().lock().lines() {
+        let Ok(line) = line else { break };
+        if line.trim() == "stats" {
+            let t = engine.stats().total;
+            println!(
+                "stats {} {} {} {} {} {} {} {} {} {}",
+                t.open,
+                t.accepted,
+                t.closed,
+                t.rejected,
+                t.shed,
+                t.buffer_bytes,
+                t.pool_idle_bytes,
+                t.bytes_in,
+                rss_kib(pid).unwrap_or(0),
+                fd_count(pid).unwrap_or(0),
+            );
+        }
+    }
+    engine.stop();
+}
+
+/// Parent side of [`child_serve`]: the test binary re-executed for one test
+/// with `env` set, so the test body knows to play the server.
+pub struct ChildServer {
+    pub process: std::process::Child,
+    pub addr: SocketAddr,
+    stdin: Option<std::process::ChildStdin>,
+    lines: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+}
+
+impl ChildServer {
+    pub fn spawn(test: &str, env: &str) -> ChildServer {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+        let mut process = Command::new(std::env::current_exe().unwrap())
+            .args([test, "--exact", "--nocapture"])
+            .env(env, "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = process.stdin.take();
+        let mut lines = std::io::BufReader::new(process.stdout.take().unwrap()).lines();
+        let addr = loop {
+            let Some(Ok(line)) = lines.next() else {
+                let out = process.wait_with_output().unwrap();
+                panic!(
+                    "child exited before listening: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            };
+            if let Some(a) = line.strip_prefix("listening on ") {
+                break a.parse().unwrap();
+            }
+        };
+        ChildServer {
+            process,
+            addr,
+            stdin,
+            lines,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.process.id()
+    }
+
+    pub fn stats(&mut self) -> ChildStats {
+        let stdin = self.stdin.as_mut().expect("child running");
+        let asked = writeln!(stdin, "stats").and_then(|()| stdin.flush());
+        loop {
+            let line = match (&asked, self.lines.next()) {
+                (Ok(()), Some(Ok(line))) => line,
+                _ => {
+                    let mut stderr = String::new();
+                    if let Some(mut e) = self.process.stderr.take() {
+                        let _ = e.read_to_string(&mut stderr);
+                    }
+                    panic!("child did not answer stats: {stderr}");
+                }
+            };
+            if let Some(rest) = line.strip_prefix("stats ") {
+                let n: Vec<u64> = rest.split(' ').map(|x| x.parse().unwrap()).collect();
+                return ChildStats {
+                    open: n[0],
+                    accepted: n[1],
+                    closed: n[2],
+                    rejected: n[3],
+                    shed: n[4],
+                    buffer_bytes: n[5],
+                    pool_idle_bytes: n[6],
+                    bytes_in: n[7],
+                    rss_kib: n[8],
+                    fds: n[9],
+                };
+            }
+        }
+    }
+
+    /// Polls the child's stats until `pred` holds, or panics.
+    pub fn stats_until(
+        &mut self,
+        what: &str,
+        mut pred: impl FnMut(&ChildStats) -> bool,
+    ) -> ChildStats {
+        let end = Instant::now() + DEADLINE;
+        loop {
+            let s = self.stats();
+            if pred(&s) {
+                return s;
+            }
+            assert!(Instant::now() < end, "child: no {what}; last {s:?}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Closes the child's stdin (it stops its engine and exits) and returns its
+    /// stderr; panics if it failed.
+    pub fn finish(mut self) -> String {
+        drop(self.stdin.take());
+        let out = self.process.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "child failed: {stderr}");
+        stderr
+    }
+}
