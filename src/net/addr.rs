@@ -122,6 +122,15 @@ fn check_family(original: &str, addr: SocketAddr, family: Family) -> Result<Sock
     }
 }
 
+impl std::str::FromStr for ListenAddr {
+    type Err = AddrError;
+
+    /// As [`ListenAddr::parse`].
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ListenAddr::parse(s)
+    }
+}
+
 impl From<SocketAddr> for ListenAddr {
     /// A socket address is a TCP address.
     fn from(addr: SocketAddr) -> Self {
