@@ -1,0 +1,114 @@
+//! The loop's timers: connection deadlines, user timers, the ticker, gauges.
+
+use super::*;
+
+impl<H: EventHandler> EventLoop<H> {
+    /// Gauges that cannot be kept as running counts cheaply are published once per
+    /// iteration: three plain stores.
+    pub(super) fn publish_gauges(&self) {
+        let counters = self.core.engine.counters(self.core.loop_id);
+        let pool = self.core.pool.stats();
+        counters
+            .buffer_bytes
+            .store(pool.lent_bytes, Ordering::Relaxed);
+        counters
+            .pool_idle_bytes
+            .store(pool.idle_bytes, Ordering::Relaxed);
+        let timers =
+            self.core.conn_wheel.len() + self.core.user_wheel.len() + self.dial_wheel.len();
+        counters.timers.store(timers, Ordering::Relaxed);
+    }
+
+    /// Runs everything due on the wheels and the ticker.
+    pub(super) fn expire_timers(&mut self) {
+        let now = self.core.now_ms;
+        while let Some((_, (slot, generation))) = self.core.conn_wheel.poll_expired(now) {
+            self.conn_timer_fired(slot as usize, generation);
+        }
+        while let Some((_, t)) = self.core.user_wheel.poll_expired(now) {
+            let UserTimer {
+                slot,
+                generation,
+                key,
+            } = t;
+            self.core.user_timers.remove(&(slot, key));
+            if slot_generation(&self.conns, slot as usize) == Some(generation) {
+                self.callback(slot as usize, Callback::Timer(key));
+            }
+        }
+        self.run_due_dials();
+        if self.next_tick.is_some_and(|t| t <= now) {
+            self.tick();
+        }
+    }
+
+    pub(super) fn tick(&mut self) {
+        let mut next = None;
+        self.with_ctx(|h, ctx| next = h.on_tick(ctx));
+        self.next_tick = next.map(|d| self.core.now_ms.saturating_add(crate::conn::ms_ceil(d)));
+    }
+
+    /// A connection's single wheel entry came due: report or enforce what has
+    /// passed, then re-arm for what is left.
+    pub(super) fn conn_timer_fired(&mut self, key: usize, generation: u32) {
+        let Some(slot) = self.conns.get_mut(key) else {
+            return;
+        };
+        if slot.generation != generation {
+            return;
+        }
+        slot.timing.entry = None;
+        if slot.flags & CONNECTING != 0 {
+            let timed_out = io::Error::new(io::ErrorKind::TimedOut, "connect timed out");
+            self.connecting_failed(key, timed_out);
+            return;
+        }
+        let cfg = *slot.timing.cfg(&self.core.timeouts);
+        match slot
+            .timing
+            .due(&cfg, slot.inbound.is_some(), self.core.now_ms)
+        {
+            Some(Due::Frame) => {
+                self.close(key, CloseReason::FrameTimeout);
+                return;
+            }
+            Some(Due::Idle(kind)) => self.callback(key, Callback::Idle(kind)),
+            Some(Due::Heartbeat) => self.callback(key, Callback::Heartbeat),
+            None => {}
+        }
+        if slot_generation(&self.conns, key) == Some(generation) {
+            self.rearm(key);
+        }
+    }
+
+    /// Puts the connection's wheel entry at its earliest deadline, moving it only
+    /// when that is earlier than where it is (a later one is handled when the
+    /// entry fires early), so traffic never costs a wheel operation.
+    pub(super) fn rearm(&mut self, key: usize) {
+        let Some(slot) = self.conns.get_mut(key) else {
+            return;
+        };
+        let timing = &mut slot.timing;
+        let cfg = timing.cfg(&self.core.timeouts);
+        if cfg.is_off() && timing.entry.is_none() {
+            return;
+        }
+        let wheel = &mut self.core.conn_wheel;
+        let next = timing.next_deadline(cfg, slot.inbound.is_some(), self.core.now_ms);
+        match (timing.entry, next) {
+            (None, Some(at)) => {
+                timing.entry = Some(wheel.insert(at, (key as u32, slot.generation)));
+            }
+            (Some(id), Some(at)) => {
+                if wheel.deadline(id).is_none_or(|cur| at < cur) && !wheel.reset(id, at) {
+                    timing.entry = Some(wheel.insert(at, (key as u32, slot.generation)));
+                }
+            }
+            (Some(id), None) => {
+                wheel.cancel(id);
+                timing.entry = None;
+            }
+            (None, None) => {}
+        }
+    }
+}
