@@ -265,8 +265,11 @@ impl<H: FrameHandler> EventHandler for Framed<H> {
                     Ok(Decoded::Frame(frame)) => {
                         let payload = frame.payload(input);
                         conn.count_frame_in();
+                        let start = conn.consumed;
                         let action = handler.on_frame(&mut FrameConn { conn, codec }, payload);
-                        conn.consume(frame.consumed());
+                        // The frame is consumed here whatever the handler did with
+                        // `consume`: framing owns the input position.
+                        conn.consumed = start + frame.consumed();
                         if action != Action::Continue || conn.is_closing() {
                             return action;
                         }
