@@ -1,12 +1,11 @@
 //! What a callback sees of one connection.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use socket2::SockRef;
-
-use std::collections::BTreeMap;
 
 use crate::buffer::{Buf, BufferPool};
 use crate::client::DialId;
@@ -46,6 +45,17 @@ pub(crate) struct LoopCore {
     pub(crate) user_timers: BTreeMap<(u32, u64), TimerId>,
     pub(crate) timeouts: TimeoutCfg,
     pub(crate) pool: BufferPool,
+    /// No wheel has anything due before this loop time: the wheels are not
+    /// touched on iterations before it. Lowered by every insert (`note_deadline`),
+    /// recomputed after each expiry pass.
+    pub(crate) next_check: u64,
+}
+
+impl LoopCore {
+    /// Records that a timer is due at `at`, so the loop looks at the wheels then.
+    pub(crate) fn note_deadline(&mut self, at: u64) {
+        self.next_check = self.next_check.min(at);
+    }
 }
 
 /// Milliseconds from now until `after` has passed, rounded up so a timer never
@@ -325,6 +335,7 @@ impl<'a, S> Conn<'a, S> {
             key,
         };
         let id = self.core.user_wheel.insert(deadline, timer);
+        self.core.note_deadline(deadline);
         if let Some(old) = self.core.user_timers.insert((self.id.slot, key), id) {
             self.core.user_wheel.cancel(old);
         }

@@ -98,6 +98,7 @@ impl<H: EventHandler> EventLoop<H> {
                 .conn_wheel
                 .insert(deadline, (key as u32, generation)),
         );
+        self.core.note_deadline(deadline);
         entry.insert(Slot {
             stream,
             generation,
@@ -218,6 +219,7 @@ impl<H: EventHandler> EventLoop<H> {
         let at = self.core.now_ms + crate::conn::ms_ceil(delay);
         let key = self.pending_dials.insert(pending);
         self.dial_wheel.insert(at, key as u32);
+        self.core.note_deadline(at);
     }
 
     /// Starts the attempts whose delay is over.

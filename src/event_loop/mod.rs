@@ -171,6 +171,7 @@ impl<H: EventHandler> EventLoop<H> {
                 now_ms: 0,
                 conn_wheel: TimerWheel::new(0),
                 user_wheel: TimerWheel::new(0),
+                next_check: u64::MAX,
                 user_timers: Default::default(),
                 timeouts: opts.timeouts(),
                 pool: BufferPool::new(opts.pool_buffer_size, opts.pool_max_idle),
@@ -255,12 +256,8 @@ impl<H: EventHandler> EventLoop<H> {
             return Some(Duration::ZERO);
         }
         let origin = self.core.origin;
-        let timers = [
-            self.core.conn_wheel.next_expiry(),
-            self.core.user_wheel.next_expiry(),
-            self.dial_wheel.next_expiry(),
-            self.next_tick,
-        ];
+        let next_check = (self.core.next_check != u64::MAX).then_some(self.core.next_check);
+        let timers = [next_check, self.next_tick];
         let now = Instant::now();
         // mio rounds a timeout up to whole milliseconds, so waking at a timer's
         // instant never comes before its millisecond and never spins.

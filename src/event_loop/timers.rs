@@ -22,6 +22,17 @@ impl<H: EventHandler> EventLoop<H> {
     /// Runs everything due on the wheels and the ticker.
     pub(super) fn expire_timers(&mut self) {
         let now = self.core.now_ms;
+        if now >= self.core.next_check {
+            self.expire_wheels(now);
+        }
+        if self.next_tick.is_some_and(|t| t <= now) {
+            self.tick();
+        }
+    }
+
+    /// Pops everything due from the three wheels, then works out when to look
+    /// again (their next expiries are lower bounds, so never too late).
+    fn expire_wheels(&mut self, now: u64) {
         while let Some((_, (slot, generation))) = self.core.conn_wheel.poll_expired(now) {
             self.conn_timer_fired(slot as usize, generation);
         }
@@ -37,9 +48,15 @@ impl<H: EventHandler> EventLoop<H> {
             }
         }
         self.run_due_dials();
-        if self.next_tick.is_some_and(|t| t <= now) {
-            self.tick();
-        }
+        self.core.next_check = [
+            self.core.conn_wheel.next_expiry(),
+            self.core.user_wheel.next_expiry(),
+            self.dial_wheel.next_expiry(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(u64::MAX);
     }
 
     pub(super) fn tick(&mut self) {
@@ -95,6 +112,9 @@ impl<H: EventHandler> EventLoop<H> {
         }
         let wheel = &mut self.core.conn_wheel;
         let next = timing.next_deadline(cfg, slot.inbound.is_some(), self.core.now_ms);
+        if let Some(at) = next {
+            self.core.next_check = self.core.next_check.min(at);
+        }
         match (timing.entry, next) {
             (None, Some(at)) => {
                 timing.entry = Some(wheel.insert(at, (key as u32, slot.generation)));
