@@ -230,7 +230,6 @@ impl<H: EventHandler> EventLoop<H> {
                 }
             }
             self.run_ready_work();
-            self.set_clock();
             self.expire_timers();
             self.publish_gauges();
             if let Some(deadline) = self.stopping {
@@ -258,17 +257,17 @@ impl<H: EventHandler> EventLoop<H> {
         let origin = self.core.origin;
         let next_check = (self.core.next_check != u64::MAX).then_some(self.core.next_check);
         let timers = [next_check, self.next_tick];
-        let now = Instant::now();
         // mio rounds a timeout up to whole milliseconds, so waking at a timer's
         // instant never comes before its millisecond and never spins.
-        timers
+        let wake_at = timers
             .into_iter()
             .flatten()
             .map(|ms| origin + Duration::from_millis(ms))
             .chain(self.listeners.iter().filter_map(|l| l.paused_until))
             .chain(self.stopping)
-            .min()
-            .map(|t| t.saturating_duration_since(now))
+            .min()?;
+        // The clock is read only when there is a deadline to wait for.
+        Some(wake_at.saturating_duration_since(Instant::now()))
     }
 
     fn with_ctx(&mut self, f: impl FnOnce(&mut H, &mut LoopCtx<'_>)) {
