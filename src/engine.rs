@@ -44,6 +44,10 @@ pub(crate) struct Shared {
 
 /// A running engine: a cheap, cloneable, thread-safe handle.
 ///
+/// The loops run until [`Engine::stop`] (or a handler returns
+/// [`Action::Shutdown`](crate::Action::Shutdown)); dropping handles does not
+/// stop them, since every loop holds one for its callbacks.
+///
 /// Commands for connections (`send`, `close`, `wake`) are queued to the loop that
 /// owns the connection and applied there in order; a command whose [`ConnId`] is
 /// stale (the connection closed, maybe its slot was reused) is dropped and counted
