@@ -285,8 +285,10 @@ impl<H: EventHandler> EventLoop<H> {
     /// Work that has no event to announce it: reads whose budget ran out, accepts
     /// left in the backlog, listeners whose EMFILE pause is over.
     fn run_ready_work(&mut self) {
+        // The lists are swapped out while they run (the work may queue more), then
+        // put back so their capacity is reused: no allocation per wakeup.
         if !self.ready_reads.is_empty() {
-            let reads = std::mem::take(&mut self.ready_reads);
+            let mut reads = std::mem::take(&mut self.ready_reads);
             for &(key, generation) in &reads {
                 if self
                     .conns
@@ -296,11 +298,19 @@ impl<H: EventHandler> EventLoop<H> {
                     self.read(key, true);
                 }
             }
+            reads.clear();
+            if self.ready_reads.is_empty() {
+                self.ready_reads = reads;
+            }
         }
         if !self.ready_accepts.is_empty() {
-            let accepts = std::mem::take(&mut self.ready_accepts);
-            for i in accepts {
+            let mut accepts = std::mem::take(&mut self.ready_accepts);
+            for &i in &accepts {
                 self.accept(i);
+            }
+            accepts.clear();
+            if self.ready_accepts.is_empty() {
+                self.ready_accepts = accepts;
             }
         }
         for i in 0..self.listeners.len() {
