@@ -121,6 +121,9 @@ pub(crate) struct EventLoop<H: EventHandler> {
     ready_reads: Vec<(usize, u32)>,
     /// Listeners whose accept budget ran out with connections still queued.
     ready_accepts: Vec<usize>,
+    /// The other halves of the two lists above, swapped in while they run.
+    spare_reads: Vec<(usize, u32)>,
+    spare_accepts: Vec<usize>,
     commands: Vec<Command>,
     open_counts: Vec<usize>,
     /// Drain deadline once stopping.
@@ -183,6 +186,8 @@ impl<H: EventHandler> EventLoop<H> {
             next_generation: 0,
             ready_reads: Vec::new(),
             ready_accepts: Vec::new(),
+            spare_reads: Vec::new(),
+            spare_accepts: Vec::new(),
             commands: Vec::new(),
             open_counts: Vec::new(),
             stopping: None,
@@ -285,10 +290,11 @@ impl<H: EventHandler> EventLoop<H> {
     /// Work that has no event to announce it: reads whose budget ran out, accepts
     /// left in the backlog, listeners whose EMFILE pause is over.
     fn run_ready_work(&mut self) {
-        // The lists are swapped out while they run (the work may queue more), then
-        // put back so their capacity is reused: no allocation per wakeup.
+        // Double-buffered: the work may queue more while the list runs, so it runs
+        // from the spare list and both keep their capacity (no allocation).
         if !self.ready_reads.is_empty() {
-            let mut reads = std::mem::take(&mut self.ready_reads);
+            let mut reads = std::mem::take(&mut self.spare_reads);
+            std::mem::swap(&mut reads, &mut self.ready_reads);
             for &(key, generation) in &reads {
                 if self
                     .conns
@@ -299,19 +305,16 @@ impl<H: EventHandler> EventLoop<H> {
                 }
             }
             reads.clear();
-            if self.ready_reads.is_empty() {
-                self.ready_reads = reads;
-            }
+            self.spare_reads = reads;
         }
         if !self.ready_accepts.is_empty() {
-            let mut accepts = std::mem::take(&mut self.ready_accepts);
+            let mut accepts = std::mem::take(&mut self.spare_accepts);
+            std::mem::swap(&mut accepts, &mut self.ready_accepts);
             for &i in &accepts {
                 self.accept(i);
             }
             accepts.clear();
-            if self.ready_accepts.is_empty() {
-                self.ready_accepts = accepts;
-            }
+            self.spare_accepts = accepts;
         }
         for i in 0..self.listeners.len() {
             if self.listeners[i]
