@@ -11,7 +11,6 @@ use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tether::Engine;
 use util::*;
 
 const CHILD_ENV: &str = "TETHER_EMFILE_CHILD";
@@ -33,11 +32,7 @@ fn child() {
         .filter_level(log::LevelFilter::Warn)
         .init();
     let (factory, _rx) = recorder();
-    let engine = Engine::builder(factory)
-        .loops(1)
-        .listen("127.0.0.1:0")
-        .start()
-        .unwrap();
+    let engine = one_loop(factory);
     println!("listening on {}", engine.local_addrs()[0]);
     // Serve until the parent closes our stdin.
     let _ = std::io::stdin().read_to_end(&mut Vec::new());

@@ -116,11 +116,7 @@ fn shared_listener_source_hash_keeps_one_host_on_one_loop() {
 #[test]
 fn sixteen_mib_through_one_connection() {
     let (factory, _rx) = recorder();
-    let engine = Engine::builder(factory)
-        .loops(1)
-        .listen("127.0.0.1:0")
-        .start()
-        .unwrap();
+    let engine = one_loop(factory);
     let mut client = connect(engine.local_addrs()[0]);
     let payload = pattern(16 << 20, 7);
     let mut writer = client.try_clone().unwrap();
@@ -138,11 +134,7 @@ fn sixteen_mib_through_one_connection() {
 #[test]
 fn half_close_flushes_then_closes_with_peer_closed() {
     let (factory, rx) = recorder();
-    let engine = Engine::builder(factory)
-        .loops(1)
-        .listen("127.0.0.1:0")
-        .start()
-        .unwrap();
+    let engine = one_loop(factory);
     let mut client = connect(engine.local_addrs()[0]);
     let msg = pattern(300_000, 3);
     client.write_all(&msg).unwrap();
@@ -160,11 +152,7 @@ fn half_close_flushes_then_closes_with_peer_closed() {
 #[test]
 fn reset_by_peer_closes_with_reset() {
     let (factory, rx) = recorder();
-    let engine = Engine::builder(factory)
-        .loops(1)
-        .listen("127.0.0.1:0")
-        .start()
-        .unwrap();
+    let engine = one_loop(factory);
     let mut client = connect(engine.local_addrs()[0]);
     roundtrip(&mut client, b"hi");
     socket2::SockRef::from(&client)
@@ -183,11 +171,7 @@ fn reset_by_peer_closes_with_reset() {
 #[test]
 fn stale_conn_id_does_not_reach_the_slot_reuser() {
     let (factory, rx) = recorder();
-    let engine = Engine::builder(factory)
-        .loops(1)
-        .listen("127.0.0.1:0")
-        .start()
-        .unwrap();
+    let engine = one_loop(factory);
     let addr = engine.local_addrs()[0];
     let first = connect(addr);
     let Ev::Open(old) = next_event(&rx, "first open") else {
@@ -298,11 +282,7 @@ fn stop_flushes_pending_output_and_closes_everything() {
 #[test]
 fn a_panicking_callback_closes_only_its_connection() {
     let (factory, rx) = recorder();
-    let engine = Engine::builder(factory)
-        .loops(1)
-        .listen("127.0.0.1:0")
-        .start()
-        .unwrap();
+    let engine = one_loop(factory);
     let addr = engine.local_addrs()[0];
     let mut good = connect(addr);
     let mut bad = connect(addr);
@@ -351,11 +331,7 @@ fn read_buf_keeps_unconsumed_bytes_across_reads() {
             Action::Continue
         }
     }
-    let engine = Engine::builder(|_| Lines)
-        .loops(1)
-        .listen("127.0.0.1:0")
-        .start()
-        .unwrap();
+    let engine = one_loop(|_| Lines);
     let mut c = connect(engine.local_addrs()[0]);
     c.write_all(b"par").unwrap();
     c.flush().unwrap();

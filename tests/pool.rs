@@ -251,13 +251,9 @@ impl EventHandler for Delayed {
 
 #[test]
 fn least_in_flight_sends_around_a_slow_endpoint() {
-    let slow = Engine::builder(|_| Delayed {
+    let slow = one_loop(|_| Delayed {
         delay: Duration::from_millis(150),
-    })
-    .loops(1)
-    .listen("127.0.0.1:0")
-    .start()
-    .unwrap();
+    });
     let fast = echo_server("127.0.0.1:0");
     let endpoints = vec![slow.local_addrs()[0], fast.local_addrs()[0]];
     let (builder, rx) = recording_pool(endpoints);
@@ -316,13 +312,9 @@ fn unanswered_heartbeats_close_and_redial_the_connections() {
     let received = Arc::new(AtomicUsize::new(0));
     let hole = {
         let received = received.clone();
-        Engine::builder(move |_| BlackHole {
+        one_loop(move |_| BlackHole {
             received: received.clone(),
         })
-        .loops(1)
-        .listen("127.0.0.1:0")
-        .start()
-        .unwrap()
     };
     let pool = Pool::builder(hole.local_addrs().to_vec())
         .connections_per_endpoint(2)

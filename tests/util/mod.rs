@@ -62,6 +62,17 @@ pub fn reason_name(reason: &CloseReason) -> String {
     debug.split('(').next().unwrap_or_default().to_string()
 }
 
+/// An engine with one loop, listening on an ephemeral loopback port.
+pub fn one_loop<H: EventHandler>(
+    factory: impl Fn(usize) -> H + Send + Sync + 'static,
+) -> tether::Engine {
+    tether::Engine::builder(factory)
+        .loops(1)
+        .listen("127.0.0.1:0")
+        .start()
+        .expect("an engine on loopback")
+}
+
 /// A recorder factory and the receiving end of its events.
 pub fn recorder() -> (
     impl Fn(usize) -> Recorder + Send + Sync + 'static,
