@@ -346,3 +346,45 @@ fn read_buf_keeps_unconsumed_bytes_across_reads() {
     assert!(c.read(&mut rest).is_err(), "nothing more");
     engine.stop();
 }
+
+#[test]
+fn a_handler_can_shut_the_engine_down() {
+    /// Echoes, and stops the whole engine when told `bye`.
+    struct Stopper {
+        tx: std::sync::mpsc::Sender<String>,
+    }
+    impl EventHandler for Stopper {
+        type State = ();
+        fn on_traffic(&mut self, conn: &mut Conn<'_, ()>) -> Action {
+            if conn.read_buf() == b"bye" {
+                conn.consume(3);
+                return Action::Shutdown;
+            }
+            let data = conn.read_buf();
+            conn.write(data);
+            conn.consume(data.len());
+            Action::Continue
+        }
+        fn on_close(&mut self, _conn: &mut Conn<'_, ()>, reason: &tether::CloseReason) {
+            let _ = self.tx.send(reason_name(reason));
+        }
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let engine = Engine::builder(move |_| Stopper { tx: tx.clone() })
+        .loops(2)
+        .listen("127.0.0.1:0")
+        .start()
+        .unwrap();
+    let addr = engine.local_addrs()[0];
+    let mut other = connect(addr);
+    roundtrip(&mut other, b"still here");
+    let mut c = connect(addr);
+    c.write_all(b"bye").unwrap();
+    // Every connection closes with Shutdown, and the loop threads end.
+    for _ in 0..2 {
+        assert_eq!(rx.recv_timeout(DEADLINE).unwrap(), "Shutdown");
+    }
+    engine.join();
+    assert!(engine.is_stopped());
+    assert_eq!(read_to_eof(&mut other), b"");
+}
