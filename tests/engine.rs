@@ -388,3 +388,73 @@ fn a_handler_can_shut_the_engine_down() {
     assert!(engine.is_stopped());
     assert_eq!(read_to_eof(&mut other), b"");
 }
+
+#[test]
+fn close_after_flush_delivers_everything_then_closes() {
+    /// Greets with 1 MiB, then asks to close once it is all sent.
+    struct Farewell {
+        tx: std::sync::mpsc::Sender<String>,
+    }
+    impl EventHandler for Farewell {
+        type State = ();
+        fn on_open(&mut self, conn: &mut Conn<'_, ()>) -> Action {
+            // Socket options set from a callback read back the same.
+            conn.set_nodelay(false).unwrap();
+            assert!(!conn.socket().tcp_nodelay().unwrap());
+            conn.set_keepalive(Some(Duration::from_secs(42))).unwrap();
+            assert_eq!(
+                conn.socket().tcp_keepalive_time().unwrap(),
+                Duration::from_secs(42)
+            );
+            conn.write(&pattern(1 << 20, 5));
+            conn.close_after_flush();
+            Action::Continue
+        }
+        fn on_traffic(&mut self, _conn: &mut Conn<'_, ()>) -> Action {
+            Action::Continue
+        }
+        fn on_close(&mut self, _conn: &mut Conn<'_, ()>, reason: &tether::CloseReason) {
+            let _ = self.tx.send(reason_name(reason));
+        }
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let engine = one_loop(move |_| Farewell { tx: tx.clone() });
+    let mut c = connect(engine.local_addrs()[0]);
+    assert!(
+        read_to_eof(&mut c) == pattern(1 << 20, 5),
+        "all of it, then EOF"
+    );
+    assert_eq!(rx.recv_timeout(DEADLINE).unwrap(), "Local");
+    engine.stop();
+}
+
+#[test]
+fn on_boot_runs_once_per_loop_on_its_thread() {
+    struct Boot {
+        tx: std::sync::mpsc::Sender<(usize, String)>,
+    }
+    impl EventHandler for Boot {
+        type State = ();
+        fn on_boot(&mut self, ctx: &mut tether::LoopCtx<'_>) {
+            let thread = std::thread::current()
+                .name()
+                .unwrap_or_default()
+                .to_string();
+            let _ = self.tx.send((ctx.loop_id(), thread));
+        }
+        fn on_traffic(&mut self, _conn: &mut Conn<'_, ()>) -> Action {
+            Action::Continue
+        }
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let engine = Engine::builder(move |_| Boot { tx: tx.clone() })
+        .loops(3)
+        .start()
+        .unwrap();
+    let mut boots: Vec<_> = (0..3).map(|_| rx.recv_timeout(DEADLINE).unwrap()).collect();
+    boots.sort();
+    let want: Vec<_> = (0..3).map(|i| (i, format!("tether-loop-{i}"))).collect();
+    assert_eq!(boots, want);
+    engine.stop();
+    assert!(rx.try_recv().is_err(), "exactly once each");
+}
