@@ -170,6 +170,18 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Before anything is announced: a signal right after the first output line
+    // must find its handler installed.
+    let mut signals = match signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ]) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("client: cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let heartbeat = Duration::from_millis(args.heartbeat);
     let mut options = Options::default();
     options.loops = 1;
@@ -202,15 +214,7 @@ fn main() -> ExitCode {
         eprintln!("client: {e}");
         return ExitCode::FAILURE;
     }
-    match signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-    ]) {
-        Ok(mut signals) => {
-            let _ = signals.forever().next();
-        }
-        Err(e) => eprintln!("client: cannot install signal handlers: {e}"),
-    }
+    let _ = signals.forever().next();
     engine.stop();
     ExitCode::SUCCESS
 }

@@ -105,6 +105,18 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Before anything is announced: a signal right after `listening on` must
+    // find its handler installed.
+    let mut signals = match signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ]) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("echo: cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let engine = match Engine::builder(|_loop| Echo)
         .options(args.options)
         .listen(args.addr)
@@ -124,18 +136,6 @@ fn main() -> ExitCode {
     };
     let _ = writeln!(stdout, "listening on {shown}");
     let _ = stdout.flush();
-
-    let mut signals = match signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-    ]) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("echo: cannot install signal handlers: {e}");
-            engine.stop();
-            return ExitCode::FAILURE;
-        }
-    };
     if let Some(sig) = signals.forever().next() {
         log::info!("signal {sig}: stopping");
     }

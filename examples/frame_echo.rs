@@ -79,6 +79,18 @@ fn main() -> ExitCode {
     };
     // Room for one maximal frame plus a read, whatever --max-frame says.
     options.max_inbound = options.max_inbound.max(max_frame.saturating_add(64 * 1024));
+    // Before anything is announced: a signal right after the first output line
+    // must find its handler installed.
+    let mut signals = match signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ]) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("frame_echo: cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let engine = match Engine::builder(move |_| Framed::new(codec.clone(), FrameEcho))
         .options(options)
         .listen(addr)
@@ -93,16 +105,8 @@ fn main() -> ExitCode {
     let mut stdout = std::io::stdout();
     let _ = writeln!(stdout, "listening on {}", engine.local_addrs()[0]);
     let _ = stdout.flush();
-    match signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-    ]) {
-        Ok(mut signals) => {
-            if let Some(sig) = signals.forever().next() {
-                log::info!("signal {sig}: stopping");
-            }
-        }
-        Err(e) => eprintln!("frame_echo: cannot install signal handlers: {e}"),
+    if let Some(sig) = signals.forever().next() {
+        log::info!("signal {sig}: stopping");
     }
     engine.stop();
     ExitCode::SUCCESS

@@ -148,6 +148,18 @@ fn main() -> ExitCode {
         }
     };
 
+    // Before anything is announced: a signal right after the first output line
+    // must find its handler installed.
+    let mut signals = match signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ]) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("heartbeat: cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let mut server_opts = Options::default();
     server_opts.loops = 1;
     server_opts.idle_timeout = Some(Duration::from_millis(idle_ms.max(1)));
@@ -190,12 +202,7 @@ fn main() -> ExitCode {
         eprintln!("heartbeat: {e}");
         return ExitCode::FAILURE;
     }
-    if let Ok(mut signals) = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-    ]) {
-        let _ = signals.forever().next();
-    }
+    let _ = signals.forever().next();
     client.stop();
     server.stop();
     ExitCode::SUCCESS
