@@ -18,6 +18,8 @@
 //! `reconnecting in <ms>ms (attempt <n>)`, `pong <rtt_us>us`. Retries forever;
 //! exits cleanly on SIGINT or SIGTERM.
 
+mod common;
+
 use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -172,15 +174,9 @@ fn main() -> ExitCode {
     };
     // Before anything is announced: a signal right after the first output line
     // must find its handler installed.
-    let mut signals = match signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-    ]) {
+    let mut signals = match common::shutdown_signals("client") {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("client: cannot install signal handlers: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let heartbeat = Duration::from_millis(args.heartbeat);
     let mut options = Options::default();

@@ -11,6 +11,8 @@
 //! connections idle that long; 0 = off, the default). Prints `listening on <addr>` once it
 //! accepts; stops gracefully on SIGINT or SIGTERM. Logging: `RUST_LOG=debug`.
 
+mod common;
+
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -105,17 +107,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // Before anything is announced: a signal right after `listening on` must
-    // find its handler installed.
-    let mut signals = match signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-    ]) {
+    // Before anything is announced: a signal right after the first output line
+    // must find its handler installed.
+    let mut signals = match common::shutdown_signals("echo") {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("echo: cannot install signal handlers: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let engine = match Engine::builder(|_loop| Echo)
         .options(args.options)

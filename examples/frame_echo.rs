@@ -10,6 +10,8 @@
 //! more closes the connection at once). Prints `listening on <addr>`; stops
 //! gracefully on SIGINT or SIGTERM.
 
+mod common;
+
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -81,15 +83,9 @@ fn main() -> ExitCode {
     options.max_inbound = options.max_inbound.max(max_frame.saturating_add(64 * 1024));
     // Before anything is announced: a signal right after the first output line
     // must find its handler installed.
-    let mut signals = match signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-    ]) {
+    let mut signals = match common::shutdown_signals("frame_echo") {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("frame_echo: cannot install signal handlers: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let engine = match Engine::builder(move |_| Framed::new(codec.clone(), FrameEcho))
         .options(options)

@@ -14,6 +14,8 @@
 //! Flags: `--addr ADDR` (default `127.0.0.1:9002`), `--idle-timeout-ms MS`
 //! (default 1000), `--heartbeat-ms MS` (default 300), `--pings N` (default 5).
 
+mod common;
+
 use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -150,15 +152,9 @@ fn main() -> ExitCode {
 
     // Before anything is announced: a signal right after the first output line
     // must find its handler installed.
-    let mut signals = match signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-    ]) {
+    let mut signals = match common::shutdown_signals("heartbeat") {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("heartbeat: cannot install signal handlers: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let mut server_opts = Options::default();
     server_opts.loops = 1;
