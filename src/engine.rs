@@ -470,13 +470,9 @@ fn bind_all(
                 }
             }
             ListenAddr::Unix(path) => {
-                let l = listener::bind_unix(path, opts.backlog, &opts.socket)?;
+                let (l, file) = listener::bind_unix(path, opts.backlog, &opts.socket)?;
                 bound.push(addr.clone());
-                per_loop[0].push(entry(
-                    ListenSocket::Unix(l),
-                    opts.loops > 1,
-                    Some(path.clone()),
-                ));
+                per_loop[0].push(entry(ListenSocket::Unix(l), opts.loops > 1, Some(file)));
             }
         }
     }

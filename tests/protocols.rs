@@ -376,3 +376,133 @@ fn engine_dials_unix_sockets_and_refuses_udp_targets() {
     client.stop();
     server.stop();
 }
+
+fn unix_engine(path: &std::path::Path) -> Result<Engine, tether::Error> {
+    let (tx, _rx) = channel();
+    Engine::builder(move |_| Both { tx: tx.clone() })
+        .loops(1)
+        .listen(format!("unix://{}", path.display()))
+        .start()
+}
+
+fn refused_as(err: tether::Error, kind: std::io::ErrorKind) {
+    assert!(
+        matches!(err, tether::Error::Io(ref e) if e.kind() == kind),
+        "want {kind:?}, got {err}"
+    );
+}
+
+#[test]
+fn unix_start_never_removes_what_is_not_a_socket() {
+    use std::os::unix::fs::FileTypeExt;
+    // A regular file.
+    let file = sock_path("regular");
+    std::fs::write(&file, b"precious").unwrap();
+    refused_as(
+        unix_engine(&file).unwrap_err(),
+        std::io::ErrorKind::AlreadyExists,
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), b"precious");
+
+    // A FIFO.
+    let fifo = sock_path("fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo(3) with a NUL-terminated path we own.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    refused_as(
+        unix_engine(&fifo).unwrap_err(),
+        std::io::ErrorKind::AlreadyExists,
+    );
+    assert!(
+        std::fs::symlink_metadata(&fifo)
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
+
+    // A symbolic link, to a file and to a stale socket: the link is not a socket.
+    let link = sock_path("link");
+    std::os::unix::fs::symlink(&file, &link).unwrap();
+    refused_as(
+        unix_engine(&link).unwrap_err(),
+        std::io::ErrorKind::AlreadyExists,
+    );
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), b"precious");
+    let stale = sock_path("stale-target");
+    drop(UnixListener::bind(&stale).unwrap());
+    std::fs::remove_file(&link).unwrap();
+    std::os::unix::fs::symlink(&stale, &link).unwrap();
+    refused_as(
+        unix_engine(&link).unwrap_err(),
+        std::io::ErrorKind::AlreadyExists,
+    );
+    assert!(
+        std::fs::symlink_metadata(&stale)
+            .unwrap()
+            .file_type()
+            .is_socket()
+    );
+
+    for p in [file, fifo, link, stale] {
+        std::fs::remove_file(p).unwrap();
+    }
+}
+
+#[test]
+fn unix_stop_removes_only_the_socket_this_engine_bound() {
+    // A regular file swapped in after bind survives stop.
+    let path = sock_path("swapped");
+    let engine = unix_engine(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    std::fs::write(&path, b"not yours").unwrap();
+    engine.stop();
+    assert_eq!(std::fs::read(&path).unwrap(), b"not yours");
+    std::fs::remove_file(&path).unwrap();
+
+    // So does another server's socket bound at the same path meanwhile.
+    let engine = unix_engine(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let other = UnixListener::bind(&path).unwrap();
+    engine.stop();
+    UnixStream::connect(&path).expect("the other server's socket is still there");
+    drop(other);
+    std::fs::remove_file(&path).unwrap();
+}
+
+#[test]
+fn unix_start_next_to_a_live_server_with_a_full_backlog_fails_at_once() {
+    use socket2::{Domain, SockAddr, Socket, Type};
+    let path = sock_path("busy");
+    let live = Socket::new(Domain::UNIX, Type::STREAM, None).unwrap();
+    live.bind(&SockAddr::unix(&path).unwrap()).unwrap();
+    live.listen(0).unwrap();
+    // Fill the accept queue: the next connect would block.
+    let mut queued = Vec::new();
+    loop {
+        let c = Socket::new(Domain::UNIX, Type::STREAM, None).unwrap();
+        c.set_nonblocking(true).unwrap();
+        match c.connect(&SockAddr::unix(&path).unwrap()) {
+            Ok(()) => queued.push(c),
+            Err(_) => break,
+        }
+        assert!(queued.len() < 1024, "the backlog never filled");
+    }
+    let (tx, rx) = channel();
+    let probe_path = path.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(unix_engine(&probe_path).map(drop));
+    });
+    let got = rx
+        .recv_timeout(DEADLINE)
+        .expect("start returns next to a busy server instead of hanging");
+    refused_as(got.unwrap_err(), std::io::ErrorKind::AddrInUse);
+    drop(queued);
+    drop(live);
+    std::fs::remove_file(&path).unwrap();
+}

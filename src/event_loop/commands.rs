@@ -86,9 +86,8 @@ impl<H: EventHandler> EventLoop<H> {
         }
         for mut l in self.listeners.drain(..) {
             let _ = l.inner.socket.deregister(self.poll.registry());
-            if let Some(path) = &l.inner.unix_path {
-                // Ours: bound by this engine, so nobody else is serving it.
-                let _ = std::fs::remove_file(path);
+            if let Some(file) = &l.inner.unix_path {
+                file.remove_if_ours();
             }
         }
         self.ready_accepts.clear();

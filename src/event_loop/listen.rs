@@ -2,7 +2,6 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use mio::event::Source;
@@ -56,8 +55,8 @@ pub(crate) struct LoopListener {
     pub(crate) tag: usize,
     /// This loop accepts for every loop (one listener for all, balanced).
     pub(crate) shared: bool,
-    /// The socket file to remove when the engine stops.
-    pub(crate) unix_path: Option<PathBuf>,
+    /// The socket file to remove when the engine stops (if still ours).
+    pub(crate) unix_path: Option<crate::net::socket_file::SocketFile>,
 }
 
 pub(super) struct Listener {

@@ -9,6 +9,7 @@ use mio::net::{TcpListener, UdpSocket, UnixListener};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::SocketOptions;
+use super::socket_file::{self, SocketFile};
 
 /// Binds a non-blocking TCP listener. `reuse_port` lets every loop bind its own
 /// listener to the same address so that the kernel spreads connections.
@@ -42,35 +43,34 @@ pub(crate) fn bind_udp(
     Ok(UdpSocket::from_std(socket.into()))
 }
 
-/// Binds a Unix stream listener at `path`.
+/// Binds a Unix stream listener at `path`, and returns it with the identity of
+/// the socket file it created (to be removed on stop only if still the same).
 ///
 /// A socket file left behind by a process that died is removed first, but only
-/// after a connect to it is refused: a live server's socket is never stolen.
+/// a socket and only after a non-blocking connect to it is refused: a live
+/// server's socket is never stolen, and nothing that is not a socket is ever
+/// deleted (see [`socket_file`](super::socket_file)).
 pub(crate) fn bind_unix(
     path: &Path,
     backlog: i32,
     opts: &SocketOptions,
-) -> io::Result<UnixListener> {
-    if path.exists() {
-        match std::os::unix::net::UnixStream::connect(path) {
-            Ok(_) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::AddrInUse,
-                    format!("{} is in use by a running server", path.display()),
-                ));
-            }
-            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => std::fs::remove_file(path)?,
-            Err(e) => return Err(e),
-        }
-    }
+) -> io::Result<(UnixListener, SocketFile)> {
+    socket_file::clear_stale(path)?;
     let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
     socket.set_nonblocking(true)?;
     socket.bind(&socket2::SockAddr::unix(path)?)?;
-    if let Some(mode) = opts.unix_mode {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    let file = SocketFile::bound_at(path)?;
+    let ready = (|| {
+        if let Some(mode) = opts.unix_mode {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+        }
+        socket.listen(backlog)
+    })();
+    if let Err(e) = ready {
+        file.remove_if_ours();
+        return Err(e);
     }
-    socket.listen(backlog)?;
-    Ok(UnixListener::from_std(socket.into()))
+    Ok((UnixListener::from_std(socket.into()), file))
 }
 
 fn set_reuse_port(socket: &Socket, on: bool) -> io::Result<()> {

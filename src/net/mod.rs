@@ -3,6 +3,8 @@
 mod addr;
 pub(crate) mod listener;
 pub mod mmsg;
+mod printable;
+pub(crate) mod socket_file;
 mod sockopt;
 pub(crate) mod stream;
 
