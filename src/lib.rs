@@ -90,6 +90,7 @@ mod options;
 mod stats;
 mod timeouts;
 pub mod timer;
+pub mod udp_session;
 
 pub use client::{ConnectFailure, ConnectOptions, DialId, Redial};
 pub use conn::Conn;
