@@ -3,6 +3,23 @@
 /// The longest input, in characters, an error message repeats whole.
 pub(crate) const MAX_SHOWN: usize = 128;
 
+/// `s` whole, with control characters escaped (`\n`, `\u{1b}`, …).
+pub(crate) fn escaped(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        push_escaped(&mut out, c);
+    }
+    out
+}
+
+fn push_escaped(out: &mut String, c: char) {
+    if c.is_control() {
+        out.extend(c.escape_default());
+    } else {
+        out.push(c);
+    }
+}
+
 /// `s` with control characters escaped (`\n`, `\u{1b}`, …) and cut after
 /// [`MAX_SHOWN`] characters, saying how long the whole was.
 pub(crate) fn printable(s: &str) -> String {
@@ -12,11 +29,7 @@ pub(crate) fn printable(s: &str) -> String {
             out.push_str(&format!("… ({} bytes in all)", s.len()));
             break;
         }
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
+        push_escaped(&mut out, c);
     }
     out
 }
