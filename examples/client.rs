@@ -8,15 +8,18 @@
 //!
 //! Speaks 4-byte big-endian length-prefixed frames (`frame_echo` answers them,
 //! and so does any byte echo server). Every heartbeat interval it sends a ping
-//! frame; the frame that comes back is the pong. A link that stays silent for
-//! three intervals is considered dead and redialed.
+//! frame; the frame that comes back is the pong. The link is considered dead and
+//! redialed when it stays silent for three intervals, when a ping is not
+//! answered within the pong timeout (whatever else the server sends), or when
+//! a partial frame is held that long (a server trickling bytes).
 //!
-//! Flags: `--addr ADDR` (default `127.0.0.1:9001`), `--initial-backoff-ms MS`
+//! Flags: `--addr ADDR` (default `127.0.0.1:9001`, TCP), `--initial-backoff-ms MS`
 //! (default 1000), `--max-backoff-ms MS` (default 30000), `--heartbeat-ms MS`
-//! (default 1000). Prints one line per event, flushed at once:
-//! `connected <addr>`, `disconnected <reason>`,
-//! `reconnecting in <ms>ms (attempt <n>)`, `pong <rtt_us>us`. Retries forever;
-//! exits cleanly on SIGINT or SIGTERM.
+//! (default 1000), `--pong-timeout-ms MS` (default three heartbeats). Prints one
+//! line per event, flushed at once: `connected <addr>`, `disconnected <reason>`,
+//! `reconnecting in <ms>ms (attempt <n>)`, `pong <rtt_us>us`,
+//! `pong timeout after <ms>ms`. Retries forever; exits cleanly on SIGINT or
+//! SIGTERM. `--help` prints the usage; a usage error exits with status 2.
 
 mod common;
 
@@ -27,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use tether::client::backoff::{BackoffPolicy, Jitter};
 use tether::codec::LengthPrefixed;
+use tether::net::ListenAddr;
 use tether::{
     Action, CloseReason, ConnectFailure, ConnectOptions, Engine, FrameConn, FrameHandler, Framed,
     LoopCtx, Options, Redial,
@@ -47,7 +51,14 @@ struct Link {
     seq: u64,
 }
 
-struct Pinger;
+/// The largest frame the client takes: pongs are 8 bytes, anything much larger
+/// is not an answer.
+const MAX_FRAME: usize = 64 * 1024;
+
+struct Pinger {
+    /// A ping unanswered this long marks the link dead.
+    pong_timeout: Duration,
+}
 
 impl FrameHandler for Pinger {
     type State = Link;
@@ -78,6 +89,18 @@ impl FrameHandler for Pinger {
 
     fn on_heartbeat(&mut self, conn: &mut FrameConn<'_, '_, Link, LengthPrefixed>) -> Action {
         let link = conn.state_mut();
+        if let Some((_, sent)) = link.ping {
+            // One ping in flight at a time; an unanswered one past its deadline
+            // means the link is dead, whatever else the server keeps sending.
+            if sent.elapsed() >= self.pong_timeout {
+                say(format_args!(
+                    "pong timeout after {}ms",
+                    sent.elapsed().as_millis()
+                ));
+                return Action::Close;
+            }
+            return Action::Continue;
+        }
         link.seq += 1;
         let seq = link.seq;
         link.ping = Some((seq, Instant::now()));
@@ -121,43 +144,46 @@ impl FrameHandler for Pinger {
     }
 }
 
+const USAGE: &str = "[--addr ADDR] [--initial-backoff-ms MS] [--max-backoff-ms MS] \
+                     [--heartbeat-ms MS] [--pong-timeout-ms MS]";
+
 struct Args {
     addr: SocketAddr,
-    initial: u64,
-    max: u64,
-    heartbeat: u64,
+    initial: Duration,
+    max: Duration,
+    heartbeat: Duration,
+    pong_timeout: Option<Duration>,
 }
 
-fn parse_args() -> Result<Args, String> {
+fn parse_args(cli: &mut common::Cli) -> Result<Args, common::Usage> {
     let mut a = Args {
         addr: "127.0.0.1:9001".parse().expect("a valid default"),
-        initial: 1000,
-        max: 30_000,
-        heartbeat: 1000,
+        initial: Duration::from_millis(1000),
+        max: Duration::from_millis(30_000),
+        heartbeat: Duration::from_millis(1000),
+        pong_timeout: None,
     };
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let value = args.next().ok_or(format!("{flag} needs a value"))?;
-        let ms = || {
-            value
-                .parse::<u64>()
-                .map_err(|_| format!("{flag} needs a number"))
-        };
+    while let Some(flag) = cli.flag() {
         match flag.as_str() {
             "--addr" => {
-                a.addr = match tether::net::ListenAddr::parse(&value).map_err(|e| e.to_string())? {
-                    tether::net::ListenAddr::Tcp(addr) => addr,
-                    other => return Err(format!("client dials TCP addresses, not {other}")),
-                };
+                let v = common::address(&flag, cli.value(&flag)?, |a| match a {
+                    ListenAddr::Tcp(_) => Ok(()),
+                    _ => Err("client dials TCP addresses"),
+                })?;
+                match ListenAddr::parse(&v) {
+                    Ok(ListenAddr::Tcp(addr)) => a.addr = addr,
+                    _ => {
+                        return Err(
+                            format!("{flag} {}: not a TCP address", common::shown(&v)).into()
+                        );
+                    }
+                }
             }
-            "--initial-backoff-ms" => a.initial = ms()?.max(1),
-            "--max-backoff-ms" => a.max = ms()?.max(1),
-            "--heartbeat-ms" => a.heartbeat = ms()?.max(1),
-            _ => {
-                return Err("usage: client [--addr ADDR] [--initial-backoff-ms MS] \
-                            [--max-backoff-ms MS] [--heartbeat-ms MS]"
-                    .into());
-            }
+            "--initial-backoff-ms" => a.initial = cli.positive_millis(&flag)?,
+            "--max-backoff-ms" => a.max = cli.positive_millis(&flag)?,
+            "--heartbeat-ms" => a.heartbeat = cli.positive_millis(&flag)?,
+            "--pong-timeout-ms" => a.pong_timeout = Some(cli.positive_millis(&flag)?),
+            other => return Err(cli.unknown(other)),
         }
     }
     Ok(a)
@@ -165,12 +191,9 @@ fn parse_args() -> Result<Args, String> {
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    let args = match parse_args() {
+    let args = match common::Cli::new("client", USAGE).parse(parse_args) {
         Ok(a) => a,
-        Err(e) => {
-            eprintln!("client: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     // Before anything is announced: a signal right after the first output line
     // must find its handler installed.
@@ -178,13 +201,24 @@ fn main() -> ExitCode {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let heartbeat = Duration::from_millis(args.heartbeat);
+    let heartbeat = args.heartbeat;
+    let pong_timeout = args.pong_timeout.unwrap_or(heartbeat.saturating_mul(3));
     let mut options = Options::default();
     options.loops = 1;
     options.heartbeat = Some(heartbeat);
-    // Three missed pongs in a row: the link is dead even if TCP has not noticed.
-    options.read_idle_timeout = Some(heartbeat * 3);
-    let engine = match Engine::builder(|_| Framed::new(LengthPrefixed::new(), Pinger))
+    // Silence for three intervals: the link is dead even if TCP has not noticed.
+    options.read_idle_timeout = Some(heartbeat.saturating_mul(3));
+    // A server that trickles a frame byte by byte keeps the link "active"
+    // forever; holding a partial frame that long ends it too.
+    options.frame_timeout = Some(pong_timeout);
+    let codec = match LengthPrefixed::builder().max_frame_len(MAX_FRAME).build() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("client: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let engine = match Engine::builder(move |_| Framed::new(codec.clone(), Pinger { pong_timeout }))
         .options(options)
         .start()
     {
@@ -195,8 +229,8 @@ fn main() -> ExitCode {
         }
     };
     let policy = BackoffPolicy::default()
-        .with_initial(Duration::from_millis(args.initial))
-        .with_max_delay(Duration::from_millis(args.max.max(args.initial)))
+        .with_initial(args.initial)
+        .with_max_delay(args.max.max(args.initial))
         .with_jitter(Jitter::None)
         .with_max_attempts(None);
     let connect = ConnectOptions::default()

@@ -8,15 +8,18 @@
 //! `tcp://host:port`, `udp://host:port` to echo datagrams, or
 //! `unix:///path/to/socket`), `--loops N` (default: cores), `--reuseport on|off`,
 //! `--lb round-robin|least-conn|source-hash`, `--idle-timeout-ms MS` (close
-//! connections idle that long; 0 = off, the default). Prints `listening on <addr>` once it
-//! accepts; stops gracefully on SIGINT or SIGTERM. Logging: `RUST_LOG=debug`.
+//! connections idle that long; 0 = off, the default), `--frame-timeout-ms MS`
+//! (close a connection whose unread input is held that long; 0 = off, the
+//! default: echo consumes everything at once), `--max-connections N` (default
+//! 10000; 0 = unlimited). Prints `listening on <addr>` once it accepts; stops
+//! gracefully on SIGINT or SIGTERM. `--help` prints the usage; a usage error
+//! exits with status 2. Logging: `RUST_LOG=debug`.
 
 mod common;
 
 use std::io::Write;
 use std::process::ExitCode;
 
-use tether::net::ListenAddr;
 use tether::{Action, CloseReason, Conn, Datagram, Engine, EventHandler, LoadBalancer, Options};
 
 struct Echo;
@@ -48,64 +51,63 @@ impl EventHandler for Echo {
     }
 }
 
+const USAGE: &str = "[--addr ADDR] [--loops N] [--reuseport on|off] \
+     [--lb round-robin|least-conn|source-hash] [--idle-timeout-ms MS] \
+     [--frame-timeout-ms MS] [--max-connections N]";
+
 struct Args {
     addr: String,
     options: Options,
 }
 
-fn parse_args() -> Result<Args, String> {
+fn parse_args(cli: &mut common::Cli) -> Result<Args, common::Usage> {
     let mut addr = "127.0.0.1:9000".to_string();
     let mut options = Options::default();
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let mut value = || args.next().ok_or(format!("{flag} needs a value"));
+    let mut limits = common::ServerLimits {
+        frame_timeout: None,
+        idle_timeout: None,
+        max_connections: 10_000,
+    };
+    while let Some(flag) = cli.flag() {
         match flag.as_str() {
-            "--addr" => addr = value()?,
-            "--loops" => {
-                options.loops = value()?
-                    .parse()
-                    .map_err(|_| "--loops needs a positive number".to_string())?
-            }
+            "--addr" => addr = common::address(&flag, cli.value(&flag)?, |_| Ok(()))?,
+            "--loops" => options.loops = cli.number(&flag, 1..=1024)?,
             "--reuseport" => {
-                options.reuse_port = match value()?.as_str() {
+                options.reuse_port = match cli.value(&flag)?.as_str() {
                     "on" => true,
                     "off" => false,
-                    other => return Err(format!("--reuseport takes on|off, not {other}")),
+                    other => {
+                        return Err(format!(
+                            "--reuseport takes on|off, not {}",
+                            common::shown(other)
+                        )
+                        .into());
+                    }
                 }
             }
-            "--idle-timeout-ms" => {
-                let ms: u64 = value()?
-                    .parse()
-                    .map_err(|_| "--idle-timeout-ms needs a number of milliseconds".to_string())?;
-                options.idle_timeout = (ms > 0).then(|| std::time::Duration::from_millis(ms));
-            }
             "--lb" => {
-                let v = value()?;
+                let v = cli.value(&flag)?;
                 options.load_balancer = LoadBalancer::parse(&v).ok_or(format!(
-                    "--lb takes round-robin|least-conn|source-hash, not {v}"
+                    "--lb takes round-robin|least-conn|source-hash, not {}",
+                    common::shown(&v)
                 ))?;
             }
-            "-h" | "--help" => {
-                println!(
-                    "usage: echo [--addr ADDR] [--loops N] [--reuseport on|off] \
-                     [--lb round-robin|least-conn|source-hash] [--idle-timeout-ms MS]"
-                );
-                std::process::exit(0);
+            other => {
+                if !limits.flag(cli, other)? {
+                    return Err(cli.unknown(other));
+                }
             }
-            other => return Err(format!("unknown flag {other}")),
         }
     }
+    limits.apply(&mut options);
     Ok(Args { addr, options })
 }
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let args = match parse_args() {
+    let args = match common::Cli::new("echo", USAGE).parse(parse_args) {
         Ok(a) => a,
-        Err(e) => {
-            eprintln!("echo: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     // Before anything is announced: a signal right after the first output line
     // must find its handler installed.
@@ -125,12 +127,7 @@ fn main() -> ExitCode {
         }
     };
     let mut stdout = std::io::stdout();
-    // TCP prints a bare `host:port`, the form scripts and load generators take.
-    let shown = match &engine.listen_addrs()[0] {
-        ListenAddr::Tcp(addr) => addr.to_string(),
-        other => other.to_string(),
-    };
-    let _ = writeln!(stdout, "listening on {shown}");
+    let _ = writeln!(stdout, "listening on {}", common::announced(&engine));
     let _ = stdout.flush();
     if let Some(sig) = signals.forever().next() {
         log::info!("signal {sig}: stopping");

@@ -5,20 +5,41 @@
 //! cargo run --release --example frame_echo -- --addr 127.0.0.1:9001 --max-frame 1048576
 //! ```
 //!
-//! Flags: `--addr ADDR` (default `127.0.0.1:9001`), `--loops N` (default: cores),
-//! `--max-frame BYTES` (largest payload accepted, default 8 MiB; a header claiming
-//! more closes the connection at once). Prints `listening on <addr>`; stops
-//! gracefully on SIGINT or SIGTERM.
+//! Flags: `--addr ADDR` (default `127.0.0.1:9001`; `host:port`, `tcp://…` or
+//! `unix:///path`; `udp://` is refused: frames need a stream), `--loops N`
+//! (default: cores), `--max-frame BYTES` (largest payload accepted, 1 to
+//! 67108864 = 64 MiB, default 1048576 = 1 MiB; a header claiming more closes the
+//! connection at once; the input and output caps are sized to hold one such
+//! frame and its echo),
+//! `--frame-timeout-ms MS` (a connection holding a partial frame that long is
+//! closed, however slowly it trickles; default 10000, 0 = off),
+//! `--idle-timeout-ms MS` (default 60000, 0 = off), `--max-connections N`
+//! (default 10000, 0 = unlimited), `--fault-summary-ms MS` (default 10000).
+//! Prints `listening on <addr>`; stops gracefully on SIGINT or SIGTERM.
+//! Connections closed for a peer's fault (bad header, frame timeout, overflow,
+//! reset) are logged one by one at debug only, and counted in one warn line per
+//! `--fault-summary-ms`: `frame_echo: N connections closed for peer faults in
+//! the last Ss (frame timeout: a, protocol error: b)`.
 
 mod common;
 
 use std::io::Write;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use tether::codec::LengthPrefixed;
+use tether::net::ListenAddr;
 use tether::{Action, CloseReason, Engine, FrameConn, FrameHandler, Framed, Options};
 
-struct FrameEcho;
+const USAGE: &str = "[--addr ADDR] [--loops N] [--max-frame BYTES] [--frame-timeout-ms MS] \
+                     [--idle-timeout-ms MS] [--max-connections N] [--fault-summary-ms MS]";
+
+/// The largest `--max-frame`.
+const MAX_FRAME: usize = 64 * 1024 * 1024;
+
+struct FrameEcho {
+    faults: common::PeerFaults,
+}
 
 impl FrameHandler for FrameEcho {
     type State = ();
@@ -36,61 +57,93 @@ impl FrameHandler for FrameEcho {
     }
 
     fn on_close(&mut self, conn: &mut FrameConn<'_, '_, (), LengthPrefixed>, reason: &CloseReason) {
-        if let CloseReason::Protocol(e) = reason {
-            log::info!("{} closed: {e}", conn.id());
-        } else {
-            log::debug!("{} closed: {reason}", conn.id());
+        self.faults.record(reason);
+        log::debug!("{} closed: {reason}", conn.id());
+    }
+}
+
+struct Args {
+    addr: String,
+    options: Options,
+    max_frame: usize,
+    fault_summary: Duration,
+}
+
+fn parse_args(cli: &mut common::Cli) -> Result<Args, common::Usage> {
+    let mut addr = "127.0.0.1:9001".to_string();
+    let mut options = Options::default();
+    let mut max_frame = 1024 * 1024;
+    let mut fault_summary = common::FAULT_SUMMARY_EVERY;
+    let mut limits = common::ServerLimits {
+        frame_timeout: Some(Duration::from_secs(10)),
+        idle_timeout: Some(Duration::from_secs(60)),
+        max_connections: 10_000,
+    };
+    while let Some(flag) = cli.flag() {
+        match flag.as_str() {
+            "--addr" => {
+                addr = common::address(&flag, cli.value(&flag)?, |a| match a {
+                    ListenAddr::Udp(_) => Err("frames need a stream; use tcp:// or unix://"),
+                    _ => Ok(()),
+                })?
+            }
+            "--loops" => options.loops = cli.number(&flag, 1..=1024)?,
+            "--max-frame" => max_frame = cli.number(&flag, 1..=MAX_FRAME)?,
+            "--fault-summary-ms" => fault_summary = cli.positive_millis(&flag)?,
+            other => {
+                if !limits.flag(cli, other)? {
+                    return Err(cli.unknown(other));
+                }
+            }
         }
     }
+    limits.apply(&mut options);
+    // Room for one maximal frame plus a read, and for its echo.
+    options.max_inbound = max_frame + 4 + options.read_buffer_size;
+    options.max_outbound = options.max_outbound.max(max_frame + 4);
+    Ok(Args {
+        addr,
+        options,
+        max_frame,
+        fault_summary,
+    })
 }
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let mut addr = "127.0.0.1:9001".to_string();
-    let mut options = Options::default();
-    let mut max_frame = 8 * 1024 * 1024;
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let value = args.next();
-        let parsed = match (flag.as_str(), value) {
-            ("--addr", Some(v)) => {
-                addr = v;
-                Ok(())
-            }
-            ("--loops", Some(v)) => v
-                .parse()
-                .map(|n| options.loops = n)
-                .map_err(|_| "--loops needs a number"),
-            ("--max-frame", Some(v)) => v
-                .parse()
-                .map(|n| max_frame = n)
-                .map_err(|_| "--max-frame needs a number of bytes"),
-            _ => Err("usage: frame_echo [--addr ADDR] [--loops N] [--max-frame BYTES]"),
-        };
-        if let Err(e) = parsed {
-            eprintln!("frame_echo: {e}");
-            return ExitCode::from(2);
-        }
-    }
-    let codec = match LengthPrefixed::builder().max_frame_len(max_frame).build() {
+    let args = match common::Cli::new("frame_echo", USAGE).parse(parse_args) {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
+    let codec = match LengthPrefixed::builder()
+        .max_frame_len(args.max_frame)
+        .build()
+    {
         Ok(c) => c,
         Err(e) => {
             eprintln!("frame_echo: {e}");
             return ExitCode::from(2);
         }
     };
-    // Room for one maximal frame plus a read, whatever --max-frame says.
-    options.max_inbound = options.max_inbound.max(max_frame.saturating_add(64 * 1024));
     // Before anything is announced: a signal right after the first output line
     // must find its handler installed.
     let mut signals = match common::shutdown_signals("frame_echo") {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let engine = match Engine::builder(move |_| Framed::new(codec.clone(), FrameEcho))
-        .options(options)
-        .listen(addr)
-        .start()
+    let faults = common::PeerFaults::default();
+    faults.report_every("frame_echo", args.fault_summary);
+    let engine = match Engine::builder(move |_| {
+        Framed::new(
+            codec.clone(),
+            FrameEcho {
+                faults: faults.clone(),
+            },
+        )
+    })
+    .options(args.options)
+    .listen(args.addr)
+    .start()
     {
         Ok(e) => e,
         Err(e) => {
@@ -99,7 +152,7 @@ fn main() -> ExitCode {
         }
     };
     let mut stdout = std::io::stdout();
-    let _ = writeln!(stdout, "listening on {}", engine.local_addrs()[0]);
+    let _ = writeln!(stdout, "listening on {}", common::announced(&engine));
     let _ = stdout.flush();
     if let Some(sig) = signals.forever().next() {
         log::info!("signal {sig}: stopping");

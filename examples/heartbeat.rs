@@ -11,17 +11,19 @@
 //! `server: open conn#0.0.0`, `client: ping 3`, `client: pong 3 (41us)`,
 //! `server: closed conn#0.0.0 (idle timeout)`. Runs until SIGINT or SIGTERM.
 //!
-//! Flags: `--addr ADDR` (default `127.0.0.1:9002`), `--idle-timeout-ms MS`
-//! (default 1000), `--heartbeat-ms MS` (default 300), `--pings N` (default 5).
+//! Flags: `--addr ADDR` (default `127.0.0.1:9002`; TCP or `unix:///path`),
+//! `--idle-timeout-ms MS` (default 1000), `--heartbeat-ms MS` (default 300),
+//! `--pings N` (default 5). `--help` prints the usage; a usage error (an
+//! unknown flag too) exits with status 2.
 
 mod common;
 
 use std::io::Write;
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use tether::client::backoff::{BackoffPolicy, Jitter};
+use tether::net::ListenAddr;
 use tether::{Action, CloseReason, Conn, ConnectOptions, Engine, EventHandler, Options, Redial};
 
 fn say(line: std::fmt::Arguments<'_>) {
@@ -121,33 +123,49 @@ impl EventHandler for Client {
     }
 }
 
-fn arg<T: std::str::FromStr>(args: &[String], flag: &str, default: T) -> Result<T, String> {
-    match args.iter().position(|a| a == flag) {
-        None => Ok(default),
-        Some(i) => args
-            .get(i + 1)
-            .and_then(|v| v.parse().ok())
-            .ok_or(format!("{flag} needs a value")),
+const USAGE: &str = "[--addr ADDR] [--idle-timeout-ms MS] [--heartbeat-ms MS] [--pings N]";
+
+struct Args {
+    addr: String,
+    idle: Duration,
+    heartbeat: Duration,
+    pings: u64,
+}
+
+fn parse_args(cli: &mut common::Cli) -> Result<Args, common::Usage> {
+    let mut a = Args {
+        addr: "127.0.0.1:9002".into(),
+        idle: Duration::from_millis(1000),
+        heartbeat: Duration::from_millis(300),
+        pings: 5,
+    };
+    while let Some(flag) = cli.flag() {
+        match flag.as_str() {
+            "--addr" => {
+                a.addr = common::address(&flag, cli.value(&flag)?, |a| match a {
+                    ListenAddr::Udp(_) => Err("heartbeats need a stream; use tcp:// or unix://"),
+                    _ => Ok(()),
+                })?
+            }
+            "--idle-timeout-ms" => a.idle = cli.positive_millis(&flag)?,
+            "--heartbeat-ms" => a.heartbeat = cli.positive_millis(&flag)?,
+            "--pings" => a.pings = cli.number(&flag, 0..=u64::MAX)?,
+            other => return Err(cli.unknown(other)),
+        }
     }
+    Ok(a)
 }
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let parsed = (|| {
-        Ok::<_, String>((
-            arg::<String>(&args, "--addr", "127.0.0.1:9002".into())?,
-            arg(&args, "--idle-timeout-ms", 1000u64)?,
-            arg(&args, "--heartbeat-ms", 300u64)?,
-            arg(&args, "--pings", 5u64)?,
-        ))
-    })();
-    let (addr, idle_ms, heartbeat_ms, pings) = match parsed {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("heartbeat: {e}");
-            return ExitCode::from(2);
-        }
+    let Args {
+        addr,
+        idle,
+        heartbeat,
+        pings,
+    } = match common::Cli::new("heartbeat", USAGE).parse(parse_args) {
+        Ok(a) => a,
+        Err(code) => return code,
     };
 
     // Before anything is announced: a signal right after the first output line
@@ -158,7 +176,7 @@ fn main() -> ExitCode {
     };
     let mut server_opts = Options::default();
     server_opts.loops = 1;
-    server_opts.idle_timeout = Some(Duration::from_millis(idle_ms.max(1)));
+    server_opts.idle_timeout = Some(idle);
     let server = match Engine::builder(|_| Server)
         .options(server_opts)
         .listen(addr)
@@ -170,12 +188,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let server_addr: SocketAddr = server.local_addrs()[0];
-    say(format_args!("listening on {server_addr}"));
+    let server_addr = server.listen_addrs()[0].clone();
+    say(format_args!("listening on {}", common::announced(&server)));
 
     let mut client_opts = Options::default();
     client_opts.loops = 1;
-    client_opts.heartbeat = Some(Duration::from_millis(heartbeat_ms.max(1)));
+    client_opts.heartbeat = Some(heartbeat);
     let client = match Engine::builder(move |_| Client { pings })
         .options(client_opts)
         .start()
