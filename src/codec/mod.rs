@@ -54,6 +54,7 @@ mod delimited;
 mod error;
 mod fixed;
 mod length_prefixed;
+pub mod resp;
 mod varint;
 
 use std::fmt;
@@ -63,6 +64,7 @@ pub use delimited::Delimited;
 pub use error::{CodecError, ConfigError};
 pub use fixed::FixedLength;
 pub use length_prefixed::{Endian, LengthPrefixed, LengthPrefixedBuilder};
+pub use resp::Resp;
 pub use varint::Varint;
 
 /// Capacity of the buffer that [`Codec::encode_header`] writes into.
