@@ -80,6 +80,11 @@ pub struct Options {
     /// truncated, flagged by `Datagram::truncated`. Memory per loop is
     /// `udp_batch × udp_max_datagram`. Default: 2048.
     pub udp_max_datagram: usize,
+    /// Deliver datagrams whose source is one of the engine's own UDP addresses
+    /// or port 0. Off by default: such a datagram is forged or a reflection
+    /// (answering it answers ourselves, for ever), so it is dropped unread and
+    /// counted in `Counts::datagrams_reflected`.
+    pub udp_allow_own_source: bool,
     /// Close (or report through `on_idle`) a connection that received nothing for
     /// this long. Default: off.
     pub read_idle_timeout: Option<Duration>,
@@ -122,6 +127,7 @@ impl Default for Options {
             udp_budget: 64,
             udp_batch: 1,
             udp_max_datagram: 2048,
+            udp_allow_own_source: false,
             read_idle_timeout: None,
             write_idle_timeout: None,
             idle_timeout: None,

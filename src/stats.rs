@@ -119,6 +119,9 @@ pub struct Counts {
     pub datagrams_out: u64,
     /// UDP datagrams the socket refused to send (dropped).
     pub datagrams_dropped: u64,
+    /// UDP datagrams dropped unread because their source was the engine's own
+    /// address or port 0 (see `Options::udp_allow_own_source`).
+    pub datagrams_reflected: u64,
     /// Bytes of buffer capacity owned by connections with bytes in flight.
     pub buffer_bytes: usize,
     /// Bytes of buffer capacity idle in the pools.
@@ -143,6 +146,7 @@ impl Counts {
         self.datagrams_in += o.datagrams_in;
         self.datagrams_out += o.datagrams_out;
         self.datagrams_dropped += o.datagrams_dropped;
+        self.datagrams_reflected += o.datagrams_reflected;
         self.buffer_bytes += o.buffer_bytes;
         self.pool_idle_bytes += o.pool_idle_bytes;
         self.timers += o.timers;
@@ -178,6 +182,7 @@ pub(crate) struct LoopCounters {
     pub(crate) datagrams_in: AtomicU64,
     pub(crate) datagrams_out: AtomicU64,
     pub(crate) datagrams_dropped: AtomicU64,
+    pub(crate) datagrams_reflected: AtomicU64,
     pub(crate) buffer_bytes: AtomicUsize,
     pub(crate) pool_idle_bytes: AtomicUsize,
     pub(crate) timers: AtomicUsize,
@@ -214,6 +219,7 @@ impl LoopCounters {
             datagrams_in: get(&self.datagrams_in),
             datagrams_out: get(&self.datagrams_out),
             datagrams_dropped: get(&self.datagrams_dropped),
+            datagrams_reflected: get(&self.datagrams_reflected),
             buffer_bytes: self.buffer_bytes.load(Ordering::Relaxed),
             pool_idle_bytes: self.pool_idle_bytes.load(Ordering::Relaxed),
             timers: self.timers.load(Ordering::Relaxed),

@@ -506,3 +506,91 @@ fn unix_start_next_to_a_live_server_with_a_full_backlog_fails_at_once() {
     drop(live);
     std::fs::remove_file(&path).unwrap();
 }
+
+/// A UDP socket sharing `server`'s address (SO_REUSEPORT), connected elsewhere
+/// so the kernel never hands it the server's traffic: what it sends carries the
+/// server's own address as its source.
+fn spoofer(server: SocketAddr) -> UdpSocket {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::DGRAM, None).unwrap();
+    s.set_reuse_address(true).unwrap();
+    s.set_reuse_port(true).unwrap();
+    s.bind(&server.into()).unwrap();
+    let elsewhere = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.connect(&elsewhere.local_addr().unwrap().into()).unwrap();
+    s.into()
+}
+
+/// Waits until the engine's UDP counters stop moving for `quiet`; panics if
+/// they still move at the deadline (a reflection loop never goes quiet).
+fn quiet_udp(engine: &Engine, quiet: Duration) -> tether::Counts {
+    let end = std::time::Instant::now() + DEADLINE;
+    let mut last = engine.stats().total;
+    let mut since = std::time::Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_millis(20));
+        let now = engine.stats().total;
+        let moved = (now.datagrams_in, now.datagrams_out, now.datagrams_reflected)
+            != (
+                last.datagrams_in,
+                last.datagrams_out,
+                last.datagrams_reflected,
+            );
+        assert!(
+            std::time::Instant::now() < end,
+            "UDP traffic never went quiet: {} in, {} out",
+            now.datagrams_in,
+            now.datagrams_out
+        );
+        if moved {
+            since = std::time::Instant::now();
+            last = now;
+        } else if since.elapsed() >= quiet {
+            return now;
+        }
+    }
+}
+
+fn udp_echo(allow_own_source: bool) -> Engine {
+    let (tx, _rx) = channel();
+    let mut opts = Options::default();
+    opts.loops = 1;
+    opts.reuse_port = true;
+    opts.udp_allow_own_source = allow_own_source;
+    Engine::builder(move |_| Both { tx: tx.clone() })
+        .options(opts)
+        .listen("udp://127.0.0.1:0")
+        .start()
+        .unwrap()
+}
+
+#[test]
+fn a_datagram_from_the_servers_own_address_is_dropped_not_echoed_for_ever() {
+    let engine = udp_echo(false);
+    let server = engine.local_addrs()[0];
+    let spoof = spoofer(server);
+    for _ in 0..5 {
+        spoof.send_to(b"loop me", server).unwrap();
+    }
+    let counts = quiet_udp(&engine, Duration::from_millis(300));
+    assert_eq!(counts.datagrams_reflected, 5);
+    assert_eq!((counts.datagrams_in, counts.datagrams_out), (5, 0));
+    // Everyone else is still answered.
+    let c = udp_client();
+    c.send_to(b"hello", server).unwrap();
+    let mut buf = [0u8; 64];
+    let (n, _) = c.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[1..n], b"hello");
+    engine.stop();
+
+    // Allowed on request: the datagram is delivered (and the loop starts,
+    // which is why it is off by default).
+    let engine = udp_echo(true);
+    let server = engine.local_addrs()[0];
+    spoofer(server).send_to(b"loop me", server).unwrap();
+    stats_until(&engine, "the datagram delivered", |s| {
+        s.total.datagrams_in >= 2
+    });
+    assert_eq!(engine.stats().total.datagrams_reflected, 0);
+    engine.stop();
+}

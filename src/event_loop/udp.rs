@@ -11,7 +11,8 @@ use super::{EventLoop, ListenSocket, Listener, LoopListener};
 use crate::datagram::Datagram;
 use crate::handler::{Action, EventHandler};
 use crate::net::mmsg::{RecvBatch, SendBatch};
-use crate::stats::bump;
+use crate::net::reflection::is_reflection;
+use crate::stats::{LoopCounters, bump};
 
 /// A loop's `recvmmsg`/`sendmmsg` buffers, made on first use.
 pub(super) struct UdpBatches {
@@ -35,13 +36,34 @@ fn udp_listener(listeners: &[Listener], i: usize) -> Option<(&UdpSocket, usize)>
     }
 }
 
-/// Runs `on_datagram`; a panic is logged and the loop goes on.
-fn deliver<H: EventHandler>(handler: &mut H, dgram: &mut Datagram<'_>, drain: Duration) {
+/// Runs `on_datagram`, unless the datagram is a reflection (dropped and
+/// counted); a panic is logged and the loop goes on.
+fn deliver<H: EventHandler>(
+    handler: &mut H,
+    dgram: &mut Datagram<'_>,
+    drain: Duration,
+    allow_own_source: bool,
+) {
+    if !allow_own_source && is_reflection(dgram.peer, dgram.engine.listen_addrs()) {
+        reflected(dgram.counters, dgram.peer, dgram.loop_id);
+        return;
+    }
     match panic::catch_unwind(AssertUnwindSafe(|| handler.on_datagram(dgram))) {
         Ok(Action::Shutdown) => dgram.engine.signal_stop(drain),
         Ok(_) => {}
         Err(_) => log::error!("loop {}: on_datagram panicked", dgram.loop_id),
     }
+}
+
+/// Counts a reflection; logs the first few of a loop at debug, no more.
+fn reflected(counters: &LoopCounters, peer: std::net::SocketAddr, loop_id: usize) {
+    let n = counters
+        .datagrams_reflected
+        .load(std::sync::atomic::Ordering::Relaxed);
+    if n < 8 {
+        log::debug!("loop {loop_id}: dropped a datagram from {peer}: our own address or port 0");
+    }
+    bump(&counters.datagrams_reflected, 1);
 }
 
 impl<H: EventHandler> EventLoop<H> {
@@ -79,7 +101,12 @@ impl<H: EventHandler> EventLoop<H> {
                 loop_id: self.core.loop_id,
                 now: self.core.now,
             };
-            deliver(&mut self.handler, &mut dgram, self.opts.shutdown_timeout);
+            deliver(
+                &mut self.handler,
+                &mut dgram,
+                self.opts.shutdown_timeout,
+                self.opts.udp_allow_own_source,
+            );
         }
         // Out of budget with datagrams left: edge triggering will not say so again.
         self.ready_accepts.push(i);
@@ -126,7 +153,12 @@ impl<H: EventHandler> EventLoop<H> {
                     loop_id: self.core.loop_id,
                     now: self.core.now,
                 };
-                deliver(&mut self.handler, &mut dgram, self.opts.shutdown_timeout);
+                deliver(
+                    &mut self.handler,
+                    &mut dgram,
+                    self.opts.shutdown_timeout,
+                    self.opts.udp_allow_own_source,
+                );
             }
             let before = send.refused() + send.overflowed();
             match send.flush(fd) {

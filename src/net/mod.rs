@@ -4,6 +4,7 @@ mod addr;
 pub(crate) mod listener;
 pub mod mmsg;
 mod printable;
+pub(crate) mod reflection;
 pub(crate) mod socket_file;
 mod sockopt;
 pub(crate) mod stream;
