@@ -1,0 +1,1 @@
+//! tether-load: a load generator built on tether's client engine.
