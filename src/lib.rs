@@ -87,6 +87,7 @@ mod inbox;
 mod lb;
 pub mod net;
 mod options;
+mod reason;
 mod stats;
 mod timeouts;
 pub mod timer;
@@ -99,10 +100,11 @@ pub use datagram::Datagram;
 pub use engine::{Engine, EngineBuilder};
 pub use error::{Error, SendError};
 pub use framed::{FrameConn, FrameHandler, Framed, FramedState};
-pub use handler::{Action, CloseReason, EventHandler, Idle};
+pub use handler::EventHandler;
 pub use id::ConnId;
 pub use lb::LoadBalancer;
 pub use options::Options;
+pub use reason::{Action, CloseReason, Idle};
 pub use stats::{ClosedBy, Counts, Stats};
 
 /// The README's code blocks, compiled as doctests so they stay true.

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use crate::handler::CloseReason;
+use crate::reason::CloseReason;
 
 /// Connections closed, by reason.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use crate::handler::Idle;
+use crate::reason::Idle;
 use crate::timer::TimerId;
 
 /// Timeouts in milliseconds; 0 is off. Engine-wide defaults come from

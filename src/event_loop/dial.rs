@@ -92,7 +92,7 @@ impl<H: EventHandler> EventLoop<H> {
         let generation = self.next_generation;
         self.next_generation = self.next_generation.wrapping_add(1);
         let mut timing = Timing::new(self.core.now_ms);
-        let deadline = self.core.now_ms + crate::conn::ms_ceil(info.timeout);
+        let deadline = self.core.now_ms + super::core::ms_ceil(info.timeout);
         timing.entry = Some(
             self.core
                 .conn_wheel
@@ -216,7 +216,7 @@ impl<H: EventHandler> EventLoop<H> {
     }
 
     fn schedule_dial(&mut self, pending: PendingDial<H::State>, delay: Duration) {
-        let at = self.core.now_ms + crate::conn::ms_ceil(delay);
+        let at = self.core.now_ms + super::core::ms_ceil(delay);
         let key = self.pending_dials.insert(pending);
         self.dial_wheel.insert(at, key as u32);
         self.core.note_deadline(at);

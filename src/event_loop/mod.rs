@@ -9,26 +9,29 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use crate::buffer::{Buf, BufferPool};
-use crate::conn::{CloseRequest, Conn, LoopCore, UserTimer};
+use crate::conn::{CloseRequest, Conn};
 use crate::ctx::LoopCtx;
 use crate::engine::Engine;
-use crate::handler::{Action, CloseReason, EventHandler, Idle};
+use crate::handler::EventHandler;
 use crate::id::ConnId;
 use crate::inbox::Command;
 use crate::lb::Balancer;
 use crate::options::Options;
+use crate::reason::{Action, CloseReason, Idle};
 use crate::stats::bump;
 use crate::timeouts::{Due, Timing};
 use crate::timer::TimerWheel;
 
 mod accept;
 mod commands;
+pub(crate) mod core;
 mod dial;
 mod listen;
 mod timers;
 mod udp;
 mod write;
 
+use self::core::{LoopCore, UserTimer};
 use crate::net::stream::Stream;
 use dial::{DialInfo, PendingDial};
 use listen::Listener;

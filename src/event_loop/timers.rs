@@ -62,7 +62,7 @@ impl<H: EventHandler> EventLoop<H> {
     pub(super) fn tick(&mut self) {
         let mut next = None;
         self.with_ctx(|h, ctx| next = h.on_tick(ctx));
-        self.next_tick = next.map(|d| self.core.now_ms.saturating_add(crate::conn::ms_ceil(d)));
+        self.next_tick = next.map(|d| self.core.now_ms.saturating_add(super::core::ms_ceil(d)));
     }
 
     /// A connection's single wheel entry came due: report or enforce what has

@@ -1,9 +1,8 @@
-//! The engine: starting loops, the thread-safe handle, stopping.
+//! The thread-safe handle to a running engine: commands to loops, counters,
+//! stopping.
 
 use std::cell::Cell;
 use std::fmt;
-use std::io;
-use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -11,35 +10,30 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use bytes::Bytes;
-use mio::{Poll, Waker};
 
 use crate::client::{ConnectOptions, DialId, DialRequest};
-use crate::error::{Error, SendError};
-use crate::event_loop::{EventLoop, ListenSocket, LoopListener, WAKER};
-use crate::handler::EventHandler;
+use crate::error::SendError;
 use crate::id::ConnId;
 use crate::inbox::{Command, Inbox};
-use crate::lb::LoadBalancer;
-use crate::net::{ListenAddr, listener};
-use crate::options::Options;
+use crate::net::ListenAddr;
 use crate::stats::{LoopCounters, Stats};
 
 thread_local! {
     /// The engine whose loop runs on this thread (address of its shared state), so
     /// that `stop()` called from a callback does not join its own thread.
-    static CURRENT_ENGINE: Cell<usize> = const { Cell::new(0) };
+    pub(super) static CURRENT_ENGINE: Cell<usize> = const { Cell::new(0) };
 }
 
 pub(crate) struct Shared {
     pub(crate) inboxes: Vec<Inbox>,
     pub(crate) counters: Vec<LoopCounters>,
-    stopped: AtomicBool,
-    threads: Mutex<Vec<JoinHandle<()>>>,
-    local_addrs: Vec<SocketAddr>,
-    listen_addrs: Vec<ListenAddr>,
-    shutdown_timeout: Duration,
-    max_inbox_bytes: usize,
-    next_dial_loop: std::sync::atomic::AtomicUsize,
+    pub(crate) stopped: AtomicBool,
+    pub(crate) threads: Mutex<Vec<JoinHandle<()>>>,
+    pub(crate) local_addrs: Vec<SocketAddr>,
+    pub(crate) listen_addrs: Vec<ListenAddr>,
+    pub(crate) shutdown_timeout: Duration,
+    pub(crate) max_inbox_bytes: usize,
+    pub(crate) next_dial_loop: std::sync::atomic::AtomicUsize,
 }
 
 /// A running engine: a cheap, cloneable, thread-safe handle.
@@ -54,7 +48,7 @@ pub(crate) struct Shared {
 /// in [`Counts::stale_commands`](crate::Counts::stale_commands).
 #[derive(Clone)]
 pub struct Engine {
-    shared: Arc<Shared>,
+    pub(super) shared: Arc<Shared>,
 }
 
 impl fmt::Debug for Engine {
@@ -68,21 +62,6 @@ impl fmt::Debug for Engine {
 }
 
 impl Engine {
-    /// Starts configuring an engine whose loops each get a handler from `factory`,
-    /// called with the loop index on that loop's thread.
-    pub fn builder<H, F>(factory: F) -> EngineBuilder<H, F>
-    where
-        H: EventHandler,
-        F: Fn(usize) -> H + Send + Sync + 'static,
-    {
-        EngineBuilder {
-            factory,
-            options: Options::default(),
-            addrs: Vec::new(),
-            _handler: PhantomData,
-        }
-    }
-
     /// Queues `data` to be written to connection `id`.
     ///
     /// Returns `Ok` once queued; delivery happens on the connection's loop. Data for
@@ -106,7 +85,7 @@ impl Engine {
         self.command(id, Command::Close(id))
     }
 
-    /// Runs [`EventHandler::on_wake`] for connection `id` on its loop.
+    /// Runs [`EventHandler::on_wake`](crate::EventHandler::on_wake) for connection `id` on its loop.
     pub fn wake(&self, id: ConnId) -> Result<(), SendError> {
         self.command(id, Command::Wake(id))
     }
@@ -289,217 +268,5 @@ impl Engine {
                 log::error!("an event loop thread panicked");
             }
         }
-    }
-}
-
-/// Configures and starts an [`Engine`]. Made by [`Engine::builder`].
-pub struct EngineBuilder<H, F> {
-    factory: F,
-    options: Options,
-    addrs: Vec<String>,
-    _handler: PhantomData<fn() -> H>,
-}
-
-impl<H, F> fmt::Debug for EngineBuilder<H, F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EngineBuilder")
-            .field("options", &self.options)
-            .field("addrs", &self.addrs)
-            .finish()
-    }
-}
-
-impl<H, F> EngineBuilder<H, F>
-where
-    H: EventHandler,
-    F: Fn(usize) -> H + Send + Sync + 'static,
-{
-    /// Adds an address to listen on: `host:port` or `tcp://host:port`.
-    /// Parsed by [`start`](EngineBuilder::start), which reports a bad one.
-    pub fn listen(mut self, addr: impl Into<String>) -> Self {
-        self.addrs.push(addr.into());
-        self
-    }
-
-    /// Replaces all options at once.
-    pub fn options(mut self, options: Options) -> Self {
-        self.options = options;
-        self
-    }
-
-    /// Number of event loops (threads). Default: available cores.
-    pub fn loops(mut self, n: usize) -> Self {
-        self.options.loops = n;
-        self
-    }
-
-    /// One `SO_REUSEPORT` listener per loop (true) or one shared listener (false).
-    pub fn reuse_port(mut self, on: bool) -> Self {
-        self.options.reuse_port = on;
-        self
-    }
-
-    /// The balancer a shared listener uses.
-    pub fn load_balancer(mut self, lb: LoadBalancer) -> Self {
-        self.options.load_balancer = lb;
-        self
-    }
-
-    /// Binds the listeners and starts the loop threads.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Addr`] for an unparsable address, [`Error::Io`] when binding or
-    /// creating a poller fails, [`Error::InvalidOption`] for inconsistent options.
-    pub fn start(self) -> Result<Engine, Error> {
-        let opts = self.options;
-        validate(&opts)?;
-        let addrs = self
-            .addrs
-            .iter()
-            .map(|a| ListenAddr::parse(a))
-            .collect::<Result<Vec<_>, _>>()?;
-
-        let mut polls = Vec::with_capacity(opts.loops);
-        let mut inboxes = Vec::with_capacity(opts.loops);
-        for _ in 0..opts.loops {
-            let poll = Poll::new()?;
-            let waker = Waker::new(poll.registry(), WAKER)?;
-            inboxes.push(Inbox::new(waker));
-            polls.push(poll);
-        }
-
-        let (listeners, bound) = bind_all(&addrs, &opts)?;
-        let local_addrs = bound
-            .iter()
-            .filter_map(|a| match a {
-                ListenAddr::Tcp(sa) | ListenAddr::Udp(sa) => Some(*sa),
-                _ => None,
-            })
-            .collect();
-
-        let shared = Arc::new(Shared {
-            inboxes,
-            counters: (0..opts.loops).map(|_| LoopCounters::default()).collect(),
-            stopped: AtomicBool::new(false),
-            threads: Mutex::new(Vec::new()),
-            local_addrs,
-            listen_addrs: bound,
-            shutdown_timeout: opts.shutdown_timeout,
-            max_inbox_bytes: opts.max_inbox_bytes,
-            next_dial_loop: Default::default(),
-        });
-        let engine = Engine {
-            shared: shared.clone(),
-        };
-        let factory = Arc::new(self.factory);
-        let mut threads = Vec::with_capacity(opts.loops);
-        for (loop_id, (poll, lst)) in polls.into_iter().zip(listeners).enumerate() {
-            let factory = factory.clone();
-            let engine_for_loop = engine.clone();
-            let opts = opts.clone();
-            let shared_addr = Arc::as_ptr(&shared) as usize;
-            let spawned = std::thread::Builder::new()
-                .name(format!("tether-loop-{loop_id}"))
-                .spawn(move || {
-                    CURRENT_ENGINE.with(|c| c.set(shared_addr));
-                    let handler = factory(loop_id);
-                    match EventLoop::new(loop_id, poll, handler, lst, engine_for_loop, opts) {
-                        Ok(mut event_loop) => event_loop.run(),
-                        Err(e) => log::error!("loop {loop_id} failed to start: {e}"),
-                    }
-                });
-            match spawned {
-                Ok(t) => threads.push(t),
-                Err(e) => {
-                    *shared.threads.lock().unwrap_or_else(|p| p.into_inner()) = threads;
-                    engine.stop();
-                    return Err(Error::Io(e));
-                }
-            }
-        }
-        *shared.threads.lock().unwrap_or_else(|p| p.into_inner()) = threads;
-        Ok(engine)
-    }
-}
-
-/// Binds every address: with SO_REUSEPORT each loop gets its own TCP and UDP
-/// socket (the first bind fixes port 0 for the rest); otherwise, and for Unix
-/// sockets, loop 0 holds the one listener and hands connections out.
-fn bind_all(
-    addrs: &[ListenAddr],
-    opts: &Options,
-) -> io::Result<(Vec<Vec<LoopListener>>, Vec<ListenAddr>)> {
-    let mut per_loop: Vec<Vec<LoopListener>> = (0..opts.loops).map(|_| Vec::new()).collect();
-    let mut bound = Vec::with_capacity(addrs.len());
-    let spread = opts.reuse_port && opts.loops > 1;
-    for (tag, addr) in addrs.iter().enumerate() {
-        let entry = |socket, shared, unix_path| LoopListener {
-            socket,
-            tag,
-            shared,
-            unix_path,
-        };
-        match addr {
-            ListenAddr::Tcp(sa) => {
-                let first = listener::bind_tcp(*sa, opts.reuse_port, opts.backlog, &opts.socket)?;
-                let at = first.local_addr()?;
-                bound.push(ListenAddr::Tcp(at));
-                per_loop[0].push(entry(
-                    ListenSocket::Tcp(first),
-                    !spread && opts.loops > 1,
-                    None,
-                ));
-                if spread {
-                    for l in per_loop.iter_mut().skip(1) {
-                        let s = listener::bind_tcp(at, true, opts.backlog, &opts.socket)?;
-                        l.push(entry(ListenSocket::Tcp(s), false, None));
-                    }
-                }
-            }
-            ListenAddr::Udp(sa) => {
-                let first = listener::bind_udp(*sa, spread, &opts.socket)?;
-                let at = first.local_addr()?;
-                bound.push(ListenAddr::Udp(at));
-                per_loop[0].push(entry(ListenSocket::Udp(first), false, None));
-                if spread {
-                    for l in per_loop.iter_mut().skip(1) {
-                        let s = listener::bind_udp(at, true, &opts.socket)?;
-                        l.push(entry(ListenSocket::Udp(s), false, None));
-                    }
-                }
-            }
-            ListenAddr::Unix(path) => {
-                let (l, file) = listener::bind_unix(path, opts.backlog, &opts.socket)?;
-                bound.push(addr.clone());
-                per_loop[0].push(entry(ListenSocket::Unix(l), opts.loops > 1, Some(file)));
-            }
-        }
-    }
-    Ok((per_loop, bound))
-}
-
-fn validate(o: &Options) -> Result<(), Error> {
-    let checks: [(bool, &'static str); 7] = [
-        (
-            o.loops >= 1 && o.loops <= u16::MAX as usize,
-            "loops must be in 1..=65535",
-        ),
-        (o.read_buffer_size > 0, "read_buffer_size must be > 0"),
-        (o.read_budget > 0, "read_budget must be > 0"),
-        (
-            o.write_low_watermark <= o.write_high_watermark,
-            "write_low_watermark must not exceed write_high_watermark",
-        ),
-        (
-            o.write_high_watermark <= o.max_outbound,
-            "write_high_watermark must not exceed max_outbound",
-        ),
-        (o.accepts_per_wakeup > 0, "accepts_per_wakeup must be > 0"),
-        (o.backlog > 0, "backlog must be > 0"),
-    ];
-    match checks.iter().find(|(ok, _)| !ok) {
-        Some((_, what)) => Err(Error::InvalidOption(what)),
-        None => Ok(()),
     }
 }
