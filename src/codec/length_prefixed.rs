@@ -124,6 +124,89 @@ pub struct LengthPrefixed {
     strip: usize,
     max: usize,
     reject_empty: bool,
+    /// The per-frame work, worked out once from the fields above.
+    fast: Precomputed,
+}
+
+/// What [`LengthPrefixed`] works out once from its configuration so that a frame
+/// costs one 8-byte load, a shift, one range check and an add (decoding), or one
+/// range check and one 8-byte store (encoding). Anything outside the ranges takes
+/// the exact, checked path, which names the error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Precomputed {
+    /// Field values that decode to a valid frame: `lo..=hi`, empty when `lo > hi`.
+    lo: u64,
+    hi: u64,
+    /// `frame_len = value + base`, wrapping: `header_len + adjustment`, which may
+    /// be negative; in range the sum is exact.
+    base: usize,
+    /// The field, read as the 8 bytes at its offset: big endian `raw >> shift`,
+    /// little endian `raw.swap_bytes() & mask`.
+    shift: u32,
+    mask: u64,
+    big: bool,
+    /// Payload lengths that encode without error: `enc_min..=enc_max`, except
+    /// `enc_empty` (the length of an empty delivered payload, when rejected).
+    enc_min: usize,
+    enc_max: usize,
+    enc_empty: Option<usize>,
+    /// The header fits the stack buffer with an 8-byte store at the field.
+    enc_store: bool,
+}
+
+impl Precomputed {
+    /// Replaced by [`Precomputed::new`] before the codec is handed out.
+    fn placeholder() -> Self {
+        Precomputed {
+            lo: 1,
+            hi: 0,
+            base: 0,
+            shift: 0,
+            mask: 0,
+            big: true,
+            enc_min: 0,
+            enc_max: 0,
+            enc_empty: None,
+            enc_store: false,
+        }
+    }
+
+    fn new(c: &LengthPrefixed) -> Self {
+        let adj = i128::from(c.adjustment);
+        let header = c.header_len as i128;
+        let strip = c.strip as i128;
+        let max = c.max as i128;
+        let re = i128::from(c.reject_empty);
+        // The exact checks of `decode_checked`, solved for the field's value.
+        let lo = 0.max(-adj).max(strip - header - adj + re);
+        let hi = i128::from(c.width.max_value())
+            .min(max + strip - header - adj)
+            .min(usize::MAX as i128 - header - adj);
+        let (lo, hi) = match (u64::try_from(lo), u64::try_from(hi)) {
+            (Ok(lo), Ok(hi)) => (lo, hi),
+            _ => (1, 0),
+        };
+        let (enc_min, enc_max) = c.payload_bounds();
+        let clamp = |v: i128| usize::try_from(v.max(0)).unwrap_or(usize::MAX);
+        let shift = 64 - 8 * c.width.len() as u32;
+        Precomputed {
+            lo,
+            hi,
+            // Truncation is the wrapping add's modulus.
+            base: (header + adj) as u64 as usize,
+            shift,
+            mask: u64::MAX >> shift,
+            big: c.endian == Endian::Big,
+            enc_min: clamp(enc_min),
+            enc_max: if enc_max < enc_min { 0 } else { clamp(enc_max) },
+            enc_empty: if c.reject_empty {
+                usize::try_from(strip - header).ok()
+            } else {
+                None
+            },
+            enc_store: enc_max >= enc_min && c.offset + 8 <= MAX_HEADER_LEN,
+        }
+    }
 }
 
 impl Default for LengthPrefixed {
@@ -136,16 +219,9 @@ impl LengthPrefixed {
     /// A 4-byte big-endian field holding the payload length, header
     /// stripped, payloads of at most [`DEFAULT_MAX_FRAME_LEN`] bytes.
     pub fn new() -> Self {
-        Self {
-            offset: 0,
-            width: Width::W4,
-            endian: Endian::Big,
-            header_len: 4,
-            adjustment: 0,
-            strip: 4,
-            max: DEFAULT_MAX_FRAME_LEN,
-            reject_empty: false,
-        }
+        LengthPrefixed::builder()
+            .build()
+            .expect("the default configuration is valid")
     }
 
     /// A builder starting from the [`new`](LengthPrefixed::new)
@@ -200,13 +276,12 @@ impl LengthPrefixed {
     }
 }
 
-impl Codec for LengthPrefixed {
-    fn is_stateless(&self) -> bool {
-        true
-    }
-
-    #[inline]
-    fn decode(&mut self, src: &[u8]) -> Result<Decoded, CodecError> {
+impl LengthPrefixed {
+    /// The reference decoder: every check spelled out in i128. [`Codec::decode`]
+    /// takes it only for a field value outside the precomputed valid range, to
+    /// name the error.
+    #[cold]
+    fn decode_checked(&self, src: &[u8]) -> Result<Decoded, CodecError> {
         let Some(value) = self.read_length(src) else {
             return Ok(Decoded::Incomplete {
                 needed: self.header_len.saturating_sub(src.len()).max(1),
@@ -257,7 +332,9 @@ impl Codec for LengthPrefixed {
         }))
     }
 
-    fn encode_header(&self, payload: &[u8], dst: &mut HeaderBuf) -> Result<usize, CodecError> {
+    /// The reference encoder, taken for payloads outside the precomputed range.
+    #[cold]
+    fn encode_checked(&self, payload: &[u8], dst: &mut HeaderBuf) -> Result<usize, CodecError> {
         if self.header_len > MAX_HEADER_LEN {
             return Err(CodecError::HeaderTooLong {
                 len: self.header_len,
@@ -294,6 +371,69 @@ impl Codec for LengthPrefixed {
             Endian::Big => field.copy_from_slice(&value.to_be_bytes()[8 - field.len()..]),
             Endian::Little => field.copy_from_slice(&value.to_le_bytes()[..field.len()]),
         }
+        Ok(self.header_len)
+    }
+}
+
+impl Codec for LengthPrefixed {
+    fn is_stateless(&self) -> bool {
+        true
+    }
+
+    #[inline]
+    fn decode(&mut self, src: &[u8]) -> Result<Decoded, CodecError> {
+        let f = &self.fast;
+        let value = match src.get(self.offset..).and_then(|b| b.first_chunk::<8>()) {
+            Some(bytes) => {
+                let raw = u64::from_be_bytes(*bytes);
+                if f.big {
+                    raw >> f.shift
+                } else {
+                    raw.swap_bytes() & f.mask
+                }
+            }
+            // Fewer than 8 bytes from the field on: the last frame of a read.
+            None => match self.read_length(src) {
+                Some(value) => value,
+                None => {
+                    return Ok(Decoded::Incomplete {
+                        needed: self.header_len.saturating_sub(src.len()).max(1),
+                    });
+                }
+            },
+        };
+        if value < f.lo || value > f.hi {
+            return self.decode_checked(src);
+        }
+        let frame_len = (value as usize).wrapping_add(f.base);
+        if src.len() < frame_len {
+            return Ok(Decoded::Incomplete {
+                needed: frame_len - src.len(),
+            });
+        }
+        Ok(Decoded::Frame(Frame {
+            start: self.strip,
+            end: frame_len,
+            consumed: frame_len,
+        }))
+    }
+
+    #[inline]
+    fn encode_header(&self, payload: &[u8], dst: &mut HeaderBuf) -> Result<usize, CodecError> {
+        let f = &self.fast;
+        let len = payload.len();
+        if !f.enc_store || len < f.enc_min || len > f.enc_max || f.enc_empty == Some(len) {
+            return self.encode_checked(payload, dst);
+        }
+        // In range, `len - adjustment` is the field value and fits the field.
+        let value = (len as u64).wrapping_sub(self.adjustment as u64);
+        dst[..self.offset].fill(0);
+        let field = if f.big {
+            (value << f.shift).to_be_bytes()
+        } else {
+            value.to_le_bytes()
+        };
+        dst[self.offset..self.offset + 8].copy_from_slice(&field);
         Ok(self.header_len)
     }
 }
@@ -460,7 +600,7 @@ impl LengthPrefixedBuilder {
         } else {
             self.adjustment
         };
-        Ok(LengthPrefixed {
+        let mut codec = LengthPrefixed {
             offset: self.offset,
             width,
             endian: self.endian,
@@ -469,6 +609,78 @@ impl LengthPrefixedBuilder {
             strip: self.strip.unwrap_or(header_len),
             max: self.max,
             reject_empty: self.reject_empty,
-        })
+            fast: Precomputed::placeholder(),
+        };
+        codec.fast = Precomputed::new(&codec);
+        Ok(codec)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn config() -> impl Strategy<Value = LengthPrefixed> {
+        (
+            0usize..12,
+            prop::sample::select(vec![1usize, 2, 3, 4, 8]),
+            any::<bool>(),
+            prop_oneof![-20i64..20, any::<i64>()],
+            any::<bool>(),
+            prop::option::of(0usize..24),
+            prop_oneof![0usize..300, Just(usize::MAX), any::<usize>()],
+            any::<bool>(),
+        )
+            .prop_filter_map("valid", |(off, w, le, adj, inc, strip, max, re)| {
+                let mut b = LengthPrefixed::builder()
+                    .length_field_offset(off)
+                    .length_field_width(w)
+                    .length_adjustment(adj)
+                    .length_includes_header(inc)
+                    .max_frame_len(max)
+                    .reject_empty(re);
+                if le {
+                    b = b.little_endian();
+                }
+                if let Some(strip) = strip {
+                    b = b.initial_bytes_to_strip(strip);
+                }
+                b.build().ok()
+            })
+    }
+
+    proptest! {
+        /// The precomputed path decides exactly as the checked reference does.
+        #[test]
+        fn fast_decode_matches_checked(
+            mut codec in config(),
+            value in prop_oneof![0u64..400, any::<u64>()],
+            body in prop::collection::vec(any::<u8>(), 0..320),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let mut wire = vec![0xa5u8; codec.offset];
+            match codec.endian {
+                Endian::Big => wire.extend_from_slice(&value.to_be_bytes()[8 - codec.width.len()..]),
+                Endian::Little => wire.extend_from_slice(&value.to_le_bytes()[..codec.width.len()]),
+            }
+            wire.extend_from_slice(&body);
+            let wire = &wire[..cut.index(wire.len() + 1)];
+            prop_assert_eq!(codec.decode(wire), codec.decode_checked(wire));
+        }
+
+        /// The precomputed encoder writes what the checked reference writes.
+        #[test]
+        fn fast_encode_matches_checked(codec in config(), len in 0usize..400) {
+            let payload = vec![7u8; len];
+            let (mut fast, mut checked) = ([0u8; MAX_HEADER_LEN], [0u8; MAX_HEADER_LEN]);
+            let a = codec.encode_header(&payload, &mut fast);
+            let b = codec.encode_checked(&payload, &mut checked);
+            prop_assert_eq!(&a, &b);
+            if let Ok(n) = a {
+                prop_assert_eq!(&fast[..n], &checked[..n]);
+            }
+        }
     }
 }
