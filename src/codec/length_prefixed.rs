@@ -320,16 +320,20 @@ impl LengthPrefixed {
                 max: self.max,
             });
         };
-        if src.len() < frame_len {
-            return Ok(Decoded::Incomplete {
-                needed: frame_len - src.len(),
-            });
+        Ok(self.frame_at(src, frame_len))
+    }
+
+    /// The frame of `frame_len` bytes at the front of `src`, once it is valid.
+    #[inline]
+    fn frame_at(&self, src: &[u8], frame_len: usize) -> Decoded {
+        match frame_len.checked_sub(src.len()) {
+            Some(needed @ 1..) => Decoded::Incomplete { needed },
+            _ => Decoded::Frame(Frame {
+                start: self.strip,
+                end: frame_len,
+                consumed: frame_len,
+            }),
         }
-        Ok(Decoded::Frame(Frame {
-            start: self.strip,
-            end: frame_len,
-            consumed: frame_len,
-        }))
     }
 
     /// The reference encoder, taken for payloads outside the precomputed range.
@@ -406,16 +410,7 @@ impl Codec for LengthPrefixed {
             return self.decode_checked(src);
         }
         let frame_len = (value as usize).wrapping_add(f.base);
-        if src.len() < frame_len {
-            return Ok(Decoded::Incomplete {
-                needed: frame_len - src.len(),
-            });
-        }
-        Ok(Decoded::Frame(Frame {
-            start: self.strip,
-            end: frame_len,
-            consumed: frame_len,
-        }))
+        Ok(self.frame_at(src, frame_len))
     }
 
     #[inline]
