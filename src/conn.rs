@@ -254,6 +254,11 @@ impl<'a, S> Conn<'a, S> {
         &self.core.engine
     }
 
+    /// UDP from this callback: send to sessions of this loop, dial sessions.
+    pub fn udp(&mut self) -> crate::udp_session::Udp<'_> {
+        self.core.udp.handle(self.core.loop_id)
+    }
+
     /// The index of the loop serving this connection.
     pub fn loop_id(&self) -> usize {
         self.core.loop_id

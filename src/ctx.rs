@@ -3,6 +3,8 @@
 use std::time::Instant;
 
 use crate::engine::Engine;
+use crate::udp_session::Udp;
+use crate::udp_session::udp::UdpOut;
 
 /// The loop a loop-level callback (`on_boot`, `on_shutdown`, …) runs on.
 #[derive(Debug)]
@@ -10,6 +12,7 @@ pub struct LoopCtx<'a> {
     pub(crate) loop_id: usize,
     pub(crate) now: Instant,
     pub(crate) engine: &'a Engine,
+    pub(crate) udp: &'a mut UdpOut,
 }
 
 impl LoopCtx<'_> {
@@ -26,5 +29,10 @@ impl LoopCtx<'_> {
     /// A handle to the engine, e.g. to keep for use from other threads.
     pub fn engine(&self) -> &Engine {
         self.engine
+    }
+
+    /// UDP from this callback: send to sessions and addresses, dial sessions.
+    pub fn udp(&mut self) -> Udp<'_> {
+        self.udp.handle(self.loop_id)
     }
 }

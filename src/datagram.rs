@@ -9,6 +9,8 @@ use mio::net::UdpSocket;
 use crate::engine::Engine;
 use crate::net::mmsg::SendBatch;
 use crate::stats::{LoopCounters, bump};
+use crate::udp_session::Udp;
+use crate::udp_session::udp::UdpOut;
 
 /// One datagram received on a UDP listener, and the way to answer it.
 ///
@@ -29,6 +31,7 @@ pub struct Datagram<'a> {
     pub(crate) engine: &'a Engine,
     pub(crate) loop_id: usize,
     pub(crate) now: Instant,
+    pub(crate) udp: &'a mut UdpOut,
 }
 
 impl<'a> Datagram<'a> {
@@ -103,5 +106,10 @@ impl<'a> Datagram<'a> {
     /// The engine.
     pub fn engine(&self) -> &Engine {
         self.engine
+    }
+
+    /// UDP for the rest of the loop: sessions, other addresses, dialing.
+    pub fn udp(&mut self) -> Udp<'_> {
+        self.udp.handle(self.loop_id)
     }
 }

@@ -5,6 +5,7 @@ use crate::conn::Conn;
 use crate::ctx::LoopCtx;
 use crate::datagram::Datagram;
 pub use crate::reason::{Action, CloseReason, Idle};
+use crate::udp_session::{Admit, NewSource, Session, SessionClose};
 
 /// The application: one instance per event loop, called on that loop's thread.
 ///
@@ -118,6 +119,41 @@ pub trait EventHandler: Send + 'static {
     fn on_datagram(&mut self, dgram: &mut Datagram<'_>) -> Action {
         let _ = dgram;
         Action::Continue
+    }
+
+    /// A datagram arrived on a session listener
+    /// ([`EngineBuilder::listen_sessions`](crate::EngineBuilder::listen_sessions))
+    /// from a source without a session: the validation hook. The default admits
+    /// every source (bounded only by the session cap); a server facing the
+    /// internet should run a cookie round trip here (see [`NewSource`]).
+    fn on_new_source(&mut self, src: &mut NewSource<'_>) -> Admit {
+        let _ = src;
+        Admit::Open
+    }
+
+    /// A UDP session opened (admitted by `on_new_source`, or dialed with
+    /// [`Udp::connect`](crate::udp_session::Udp::connect)). The state is
+    /// `Default`; fill it here. [`Action::Close`] ends it at once.
+    fn on_session_open(&mut self, session: &mut Session<'_, Self::State>) -> Action {
+        let _ = session;
+        Action::Continue
+    }
+
+    /// A datagram from a session's peer (`truncated`: it was longer than
+    /// `Options::udp_max_datagram`).
+    fn on_session_datagram(
+        &mut self,
+        session: &mut Session<'_, Self::State>,
+        data: &[u8],
+        truncated: bool,
+    ) -> Action {
+        let _ = (session, data, truncated);
+        Action::Continue
+    }
+
+    /// A UDP session ended; runs exactly once per opened session.
+    fn on_session_close(&mut self, session: &mut Session<'_, Self::State>, reason: SessionClose) {
+        let _ = (session, reason);
     }
 
     /// A dial attempt failed (refused, unreachable, timed out). `failure.retry_in`

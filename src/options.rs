@@ -100,6 +100,16 @@ pub struct Options {
     /// connection that holds unconsumed input (a partial frame or request) for
     /// longer than this, however slowly bytes keep trickling in. Default: off.
     pub frame_timeout: Option<Duration>,
+    /// Payload bytes of datagrams queued through [`Udp`](crate::udp_session::Udp)
+    /// per loop iteration; sends beyond it are dropped and counted. Default: 4 MiB.
+    pub max_udp_queued: usize,
+    /// Low-latency mode: after handling events, poll again without blocking
+    /// for up to this long before sleeping in `epoll_wait`, and set
+    /// `SO_BUSY_POLL` to it on UDP listeners where the kernel allows. Burns
+    /// up to a core per loop while traffic keeps arriving. Default: off.
+    pub busy_poll: Option<Duration>,
+    /// `(listener index, settings)` of the UDP listeners that keep sessions.
+    pub(crate) udp_sessions: Vec<(usize, crate::udp_session::SessionOptions)>,
 }
 
 impl Default for Options {
@@ -133,6 +143,9 @@ impl Default for Options {
             idle_timeout: None,
             heartbeat: None,
             frame_timeout: None,
+            max_udp_queued: 4 * 1024 * 1024,
+            busy_poll: None,
+            udp_sessions: Vec::new(),
         }
     }
 }

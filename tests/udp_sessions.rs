@@ -169,3 +169,289 @@ proptest! {
         }
     }
 }
+
+// ---- the reactor side: real loopback sockets ----
+
+mod util;
+
+use std::net::UdpSocket;
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::time::{Duration, Instant};
+
+use tether::udp_session::{Admit, NewSource, Session, SessionClose, SessionOptions};
+use tether::{Action, Conn, Engine, EventHandler, LoopCtx};
+use util::DEADLINE;
+
+#[derive(Debug, Clone, PartialEq)]
+enum SEv {
+    Open(SocketAddr),
+    Close(SocketAddr, SessionClose),
+    Challenged(SocketAddr),
+}
+
+/// A server that admits a source only after a cookie round trip: a first
+/// datagram `H` is answered `C<cookie>`; `H<cookie>` opens the session. Session
+/// datagrams are echoed; every 10 ms the tick sends `tick` to every session.
+struct CookieServer {
+    events: Sender<SEv>,
+    sessions: Vec<tether::udp_session::SessionId>,
+}
+
+impl EventHandler for CookieServer {
+    type State = u32;
+
+    fn on_traffic(&mut self, _conn: &mut Conn<'_, u32>) -> Action {
+        Action::Close
+    }
+
+    fn on_new_source(&mut self, src: &mut NewSource<'_>) -> Admit {
+        let data = src.data();
+        if data.first() == Some(&b'H') && src.check_cookie(&data[1..]) {
+            return Admit::Open;
+        }
+        let mut reply = vec![b'C'];
+        reply.extend_from_slice(&src.cookie());
+        let _ = src.reply(&reply);
+        let _ = self.events.send(SEv::Challenged(src.peer()));
+        Admit::Drop
+    }
+
+    fn on_session_open(&mut self, s: &mut Session<'_, u32>) -> Action {
+        self.sessions.push(s.id());
+        let _ = self.events.send(SEv::Open(s.peer()));
+        Action::Continue
+    }
+
+    fn on_session_datagram(&mut self, s: &mut Session<'_, u32>, data: &[u8], _t: bool) -> Action {
+        *s.state_mut() += 1;
+        if data == b"bye" {
+            return Action::Close;
+        }
+        s.send(data);
+        Action::Continue
+    }
+
+    fn on_session_close(&mut self, s: &mut Session<'_, u32>, reason: SessionClose) {
+        self.sessions.retain(|id| *id != s.id());
+        let _ = self.events.send(SEv::Close(s.peer(), reason));
+    }
+
+    fn on_tick(&mut self, ctx: &mut LoopCtx<'_>) -> Option<Duration> {
+        let mut udp = ctx.udp();
+        for id in &self.sessions {
+            udp.send(*id, b"tick");
+        }
+        Some(Duration::from_millis(10))
+    }
+}
+
+fn cookie_server(idle: Duration) -> (Engine, SocketAddr, Receiver<SEv>) {
+    let (tx, rx) = channel();
+    let engine = Engine::builder(move |_| CookieServer {
+        events: tx.clone(),
+        sessions: Vec::new(),
+    })
+    .loops(1)
+    .listen_sessions(
+        "udp://127.0.0.1:0",
+        SessionOptions::new()
+            .max_sessions(8)
+            .idle_timeout(Some(idle)),
+    )
+    .start()
+    .unwrap();
+    let addr = engine.local_addrs()[0];
+    (engine, addr, rx)
+}
+
+fn client() -> UdpSocket {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    s
+}
+
+fn recv(s: &UdpSocket) -> Vec<u8> {
+    let mut buf = [0u8; 256];
+    let n = s.recv(&mut buf).expect("a datagram before the deadline");
+    buf[..n].to_vec()
+}
+
+/// Receives until a datagram other than `tick` arrives.
+fn recv_not_tick(s: &UdpSocket) -> Vec<u8> {
+    loop {
+        let d = recv(s);
+        if d != b"tick" {
+            return d;
+        }
+    }
+}
+
+fn wait_ev(rx: &Receiver<SEv>, want: &SEv) {
+    let end = Instant::now() + DEADLINE;
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(ev) if ev == *want => return,
+            Ok(_) => continue,
+            Err(_) => panic!("no {want:?} before the deadline"),
+        }
+    }
+}
+
+/// Does the cookie round trip; returns the cookie.
+fn join(s: &UdpSocket, server: SocketAddr) -> Vec<u8> {
+    s.send_to(b"H", server).unwrap();
+    let c = recv(s);
+    assert_eq!(c[0], b'C');
+    let mut hello = vec![b'H'];
+    hello.extend_from_slice(&c[1..]);
+    s.send_to(&hello, server).unwrap();
+    // The hello itself is delivered to the new session and echoed.
+    assert_eq!(recv_not_tick(s), hello);
+    c[1..].to_vec()
+}
+
+#[test]
+fn session_opens_after_cookie_round_trip_echoes_and_ticks() {
+    let (engine, server, rx) = cookie_server(Duration::from_secs(30));
+    let c = client();
+    join(&c, server);
+    wait_ev(&rx, &SEv::Open(c.local_addr().unwrap()));
+    c.send_to(b"ping", server).unwrap();
+    assert_eq!(recv_not_tick(&c), b"ping");
+    // The tick reaches the session by id from on_tick.
+    while recv(&c) != b"tick" {}
+    c.send_to(b"bye", server).unwrap();
+    wait_ev(
+        &rx,
+        &SEv::Close(c.local_addr().unwrap(), SessionClose::Local),
+    );
+    engine.stop();
+}
+
+#[test]
+fn spoofed_sources_create_no_session() {
+    let (engine, server, rx) = cookie_server(Duration::from_secs(30));
+    let honest = client();
+    let cookie = join(&honest, server);
+    wait_ev(&rx, &SEv::Open(honest.local_addr().unwrap()));
+    // A sender that never received at its address has no cookie for it: a
+    // guessed one, or one minted for another address, opens nothing.
+    let spoofer = client();
+    for bad in [vec![b'H'; 9], [&b"H"[..], &cookie].concat(), b"H".to_vec()] {
+        spoofer.send_to(&bad, server).unwrap();
+        assert_eq!(recv(&spoofer)[0], b'C');
+    }
+    // Many sources without cookies: each costs one reply, none a session.
+    let others: Vec<UdpSocket> = (0..20).map(|_| client()).collect();
+    for o in &others {
+        o.send_to(b"H", server).unwrap();
+        assert_eq!(recv(o)[0], b'C');
+    }
+    let opened: Vec<SEv> = rx
+        .try_iter()
+        .filter(|e| matches!(e, SEv::Open(_)))
+        .collect();
+    assert!(opened.is_empty(), "unexpected sessions: {opened:?}");
+    // The honest session still works.
+    honest.send_to(b"still here", server).unwrap();
+    assert_eq!(recv_not_tick(&honest), b"still here");
+    engine.stop();
+}
+
+#[test]
+fn idle_sessions_time_out() {
+    let (engine, server, rx) = cookie_server(Duration::from_millis(200));
+    let a = client();
+    join(&a, server);
+    wait_ev(&rx, &SEv::Open(a.local_addr().unwrap()));
+    let opened = Instant::now();
+    wait_ev(
+        &rx,
+        &SEv::Close(a.local_addr().unwrap(), SessionClose::IdleTimeout),
+    );
+    assert!(opened.elapsed() >= Duration::from_millis(190));
+    engine.stop();
+}
+
+#[test]
+fn the_session_cap_holds_and_stop_closes_every_session() {
+    let (engine, server, rx) = cookie_server(Duration::from_secs(30));
+    // Cap of 8: the ninth admitted source is dropped, not opened.
+    let peers: Vec<UdpSocket> = (0..9).map(|_| client()).collect();
+    for p in &peers[..8] {
+        join(p, server);
+    }
+    peers[8].send_to(b"H", server).unwrap();
+    peers[8]
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    assert!(
+        peers[8].recv(&mut buf).is_err(),
+        "a full table answers nothing"
+    );
+    engine.stop();
+    // Every open session closes on stop.
+    let closes = rx
+        .iter()
+        .filter(|e| matches!(e, SEv::Close(_, SessionClose::Shutdown)))
+        .count();
+    assert_eq!(closes, 8);
+}
+
+/// Dialed sessions: one engine dials another's session listener from
+/// `on_boot` and exchanges datagrams through `Udp` only.
+struct Dialer {
+    server: SocketAddr,
+    events: Sender<Vec<u8>>,
+}
+
+impl EventHandler for Dialer {
+    type State = ();
+
+    fn on_traffic(&mut self, _conn: &mut Conn<'_, ()>) -> Action {
+        Action::Close
+    }
+
+    fn on_boot(&mut self, ctx: &mut LoopCtx<'_>) {
+        let id = ctx.udp().connect(self.server).unwrap();
+        assert!(ctx.udp().send(id, b"H"));
+    }
+
+    fn on_session_datagram(&mut self, s: &mut Session<'_, ()>, data: &[u8], _t: bool) -> Action {
+        assert_eq!(s.listener(), None);
+        if data[0] == b'C' {
+            let mut hello = b"H".to_vec();
+            hello.extend_from_slice(&data[1..]);
+            s.send(&hello);
+        } else if data != b"tick" {
+            let _ = self.events.send(data.to_vec());
+        }
+        Action::Continue
+    }
+
+    fn on_session_close(&mut self, _s: &mut Session<'_, ()>, reason: SessionClose) {
+        let _ = self.events.send(reason.to_string().into_bytes());
+    }
+}
+
+#[test]
+fn dialed_sessions_talk_to_a_session_listener() {
+    let (server, addr, rx) = cookie_server(Duration::from_secs(30));
+    let (tx, got) = channel();
+    let dialer = Engine::builder(move |_| Dialer {
+        server: addr,
+        events: tx.clone(),
+    })
+    .loops(1)
+    .start()
+    .unwrap();
+    let hello = got.recv_timeout(DEADLINE).expect("the echoed hello");
+    assert_eq!(hello[0], b'H');
+    assert_eq!(hello.len(), 9);
+    assert!(matches!(rx.recv_timeout(DEADLINE), Ok(SEv::Challenged(_))));
+    dialer.stop();
+    assert_eq!(got.recv_timeout(DEADLINE).unwrap(), b"engine shutdown");
+    server.stop();
+}

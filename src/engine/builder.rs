@@ -64,9 +64,27 @@ where
         self
     }
 
-    /// Replaces all options at once.
+    /// Adds a UDP address (`udp://host:port`) whose datagrams are grouped into
+    /// sessions by source: `on_new_source` validates a new source,
+    /// `on_session_open` / `on_session_datagram` / `on_session_close` follow
+    /// it, and [`Udp::send`](crate::udp_session::Udp::send) reaches it by id
+    /// from any callback of its loop. Each loop keeps its own table (with
+    /// `SO_REUSEPORT` the kernel keeps a source on one loop).
+    pub fn listen_sessions(
+        mut self,
+        addr: impl Into<String>,
+        sessions: crate::udp_session::SessionOptions,
+    ) -> Self {
+        self.options.udp_sessions.push((self.addrs.len(), sessions));
+        self.addrs.push(addr.into());
+        self
+    }
+
+    /// Replaces all options at once (sessions set by `listen_sessions` stay).
     pub fn options(mut self, options: Options) -> Self {
+        let sessions = std::mem::take(&mut self.options.udp_sessions);
         self.options = options;
+        self.options.udp_sessions = sessions;
         self
     }
 
@@ -102,6 +120,15 @@ where
             .iter()
             .map(|a| ListenAddr::parse(a))
             .collect::<Result<Vec<_>, _>>()?;
+        if opts
+            .udp_sessions
+            .iter()
+            .any(|(i, _)| !matches!(addrs.get(*i), Some(ListenAddr::Udp(_))))
+        {
+            return Err(Error::InvalidOption(
+                "listen_sessions needs a udp:// address",
+            ));
+        }
 
         let mut polls = Vec::with_capacity(opts.loops);
         let mut inboxes = Vec::with_capacity(opts.loops);

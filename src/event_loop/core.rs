@@ -43,6 +43,8 @@ pub(crate) struct LoopCore {
     /// touched on iterations before it. Lowered by every insert (`note_deadline`),
     /// recomputed after each expiry pass.
     pub(crate) next_check: u64,
+    /// Datagrams and session requests queued by callbacks.
+    pub(crate) udp: crate::udp_session::udp::UdpOut,
 }
 
 impl LoopCore {

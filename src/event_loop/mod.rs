@@ -27,6 +27,8 @@ mod commands;
 pub(crate) mod core;
 mod dial;
 mod listen;
+#[macro_use]
+mod sessions;
 mod timers;
 mod udp;
 mod write;
@@ -141,6 +143,10 @@ pub(crate) struct EventLoop<H: EventHandler> {
     /// Dialed links waiting for their next attempt, and when each is due.
     pending_dials: Slab<PendingDial<H::State>>,
     dial_wheel: TimerWheel<u32>,
+    /// UDP sessions of session listeners and dialed sessions.
+    sessions: sessions::Sessions<H::State>,
+    /// Busy polling: the loop time until which polls do not block.
+    spin_until: Option<Instant>,
 }
 
 impl<H: EventHandler> EventLoop<H> {
@@ -162,6 +168,7 @@ impl<H: EventHandler> EventLoop<H> {
                 backoff: opts.accept_backoff_min,
             });
         }
+        let sessions = sessions::Sessions::new(&listeners, &opts, loop_id);
         Ok(EventLoop {
             handler,
             conns: Slab::new(),
@@ -181,6 +188,7 @@ impl<H: EventHandler> EventLoop<H> {
                 user_timers: Default::default(),
                 timeouts: opts.timeouts(),
                 pool: BufferPool::new(opts.pool_buffer_size, opts.pool_max_idle),
+                udp: crate::udp_session::udp::UdpOut::new(opts.max_udp_queued),
             },
             poll,
             listeners,
@@ -199,15 +207,19 @@ impl<H: EventHandler> EventLoop<H> {
             udp: None,
             pending_dials: Slab::new(),
             dial_wheel: TimerWheel::new(0),
+            sessions,
+            spin_until: None,
         })
     }
 
     pub(crate) fn run(&mut self) {
         let mut events = Events::with_capacity(1024);
+        self.set_busy_poll();
         self.with_ctx(|h, ctx| h.on_boot(ctx));
         self.tick();
         loop {
-            let timeout = self.poll_timeout();
+            self.flush_udp();
+            let timeout = self.busy_poll_timeout(self.poll_timeout());
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -216,12 +228,15 @@ impl<H: EventHandler> EventLoop<H> {
                 break;
             }
             self.set_clock();
+            self.note_busy(!events.is_empty());
             for event in events.iter() {
                 let token = event.token();
                 if token == WAKER {
                     self.drain_inbox();
                 } else if let Some(i) = listener_index(token) {
                     self.accept(i);
+                } else if let Some(slot) = token.0.checked_sub(sessions::DIALED_TOKEN) {
+                    self.read_dialed(slot as u32);
                 } else if self
                     .conns
                     .get(token.0)
@@ -238,7 +253,9 @@ impl<H: EventHandler> EventLoop<H> {
                 }
             }
             self.run_ready_work();
+            self.run_ready_dialed();
             self.expire_timers();
+            self.expire_sessions();
             self.publish_gauges();
             if let Some(deadline) = self.stopping {
                 if self.conns.is_empty() || self.core.now >= deadline {
@@ -247,9 +264,28 @@ impl<H: EventHandler> EventLoop<H> {
                 self.close_flushed_while_stopping();
             }
         }
+        self.close_all_sessions();
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
             self.close(key, CloseReason::Shutdown);
+        }
+    }
+
+    /// Busy polling: while within `busy_poll` of the last events, poll without
+    /// blocking instead of sleeping.
+    fn busy_poll_timeout(&self, timeout: Option<Duration>) -> Option<Duration> {
+        match self.spin_until {
+            Some(until) if self.core.now < until && timeout != Some(Duration::ZERO) => {
+                Some(Duration::ZERO)
+            }
+            _ => timeout,
+        }
+    }
+
+    /// Events arrived: busy polling goes on for another `busy_poll` from now.
+    fn note_busy(&mut self, events: bool) {
+        if let (true, Some(spin)) = (events, self.opts.busy_poll) {
+            self.spin_until = Some(self.core.now + spin);
         }
     }
 
@@ -259,12 +295,12 @@ impl<H: EventHandler> EventLoop<H> {
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
-        if !self.ready_reads.is_empty() || !self.ready_accepts.is_empty() {
+        if !self.ready_reads.is_empty() || !self.ready_accepts.is_empty() || self.sessions_ready() {
             return Some(Duration::ZERO);
         }
         let origin = self.core.origin;
         let next_check = (self.core.next_check != u64::MAX).then_some(self.core.next_check);
-        let timers = [next_check, self.next_tick];
+        let timers = [next_check, self.next_tick, self.sessions.next_expiry()];
         // mio rounds a timeout up to whole milliseconds, so waking at a timer's
         // instant never comes before its millisecond and never spins.
         let wake_at = timers
@@ -283,6 +319,7 @@ impl<H: EventHandler> EventLoop<H> {
             loop_id: self.core.loop_id,
             now: self.core.now,
             engine: &self.core.engine,
+            udp: &mut self.core.udp,
         };
         let handler = &mut self.handler;
         if panic::catch_unwind(AssertUnwindSafe(|| f(handler, &mut ctx))).is_err() {

@@ -89,6 +89,11 @@ impl<H: EventHandler> EventLoop<H> {
             };
             bump(&counters.datagrams_in, 1);
             bump(&counters.bytes_in, n as u64);
+            if self.sessions.has(i) {
+                let (mut env, handler, sessions) = session_env!(self);
+                sessions.route(i, handler, &mut env, peer, &self.rbuf[..n], false);
+                continue;
+            }
             let mut dgram = Datagram {
                 data: &self.rbuf[..n],
                 peer,
@@ -100,6 +105,7 @@ impl<H: EventHandler> EventLoop<H> {
                 engine: &self.core.engine,
                 loop_id: self.core.loop_id,
                 now: self.core.now,
+                udp: &mut self.core.udp,
             };
             deliver(
                 &mut self.handler,
@@ -138,9 +144,15 @@ impl<H: EventHandler> EventLoop<H> {
             };
             received += n.max(1);
             let UdpBatches { recv, send } = &mut **udp;
+            let with_sessions = self.sessions.has(i);
             for d in recv.iter() {
                 bump(&counters.datagrams_in, 1);
                 bump(&counters.bytes_in, d.data.len() as u64);
+                if with_sessions {
+                    let (mut env, handler, sessions) = session_env!(self);
+                    sessions.route(i, handler, &mut env, d.peer, d.data, d.truncated);
+                    continue;
+                }
                 let mut dgram = Datagram {
                     data: d.data,
                     peer: d.peer,
@@ -152,6 +164,7 @@ impl<H: EventHandler> EventLoop<H> {
                     engine: &self.core.engine,
                     loop_id: self.core.loop_id,
                     now: self.core.now,
+                    udp: &mut self.core.udp,
                 };
                 deliver(
                     &mut self.handler,

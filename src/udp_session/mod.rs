@@ -8,16 +8,31 @@
 //! before the table spends anything on it. Neither reads a clock or touches a
 //! socket; time is milliseconds passed in, so both are tested with a virtual
 //! clock.
+//!
+//! The reactor side: [`EngineBuilder::listen_sessions`](crate::EngineBuilder::listen_sessions)
+//! turns sessions on for a UDP listener; the handler's `on_new_source` (the
+//! validation hook), `on_session_open`, `on_session_datagram` and
+//! `on_session_close` see [`NewSource`] and [`Session`]; [`Udp`], reachable from
+//! every callback of the loop, sends to a [`SessionId`] and dials sessions.
 
 mod cookie;
+mod options;
+pub(crate) mod outbox;
+mod session;
 mod siphash;
+mod source;
 mod table;
+pub(crate) mod udp;
 
 use std::fmt;
 use std::num::NonZeroU32;
 
 pub use cookie::{COOKIE_LEN, Cookie, CookieKey, Cookies};
+pub use options::SessionOptions;
+pub use session::{Session, SessionClose};
+pub use source::{Admit, NewSource};
 pub use table::{Expired, InsertError, SessionTable};
+pub use udp::Udp;
 
 /// Identifies one UDP session for its whole life.
 ///
