@@ -67,6 +67,21 @@ fn reflected(counters: &LoopCounters, peer: std::net::SocketAddr, loop_id: usize
 }
 
 impl<H: EventHandler> EventLoop<H> {
+    /// A datagram from the engine's own address (a reflection loop): dropped and
+    /// counted before any session sees it.
+    fn reflection(&self, peer: std::net::SocketAddr) -> bool {
+        let own =
+            !self.opts.udp_allow_own_source && is_reflection(peer, self.core.engine.listen_addrs());
+        if own {
+            reflected(
+                self.core.engine.counters(self.core.loop_id),
+                peer,
+                self.core.loop_id,
+            );
+        }
+        own
+    }
+
     /// Reads datagrams from UDP listener `i` until drained or out of budget.
     pub(super) fn read_datagrams(&mut self, i: usize) {
         if self.opts.udp_batch > 1 {
@@ -90,6 +105,9 @@ impl<H: EventHandler> EventLoop<H> {
             bump(&counters.datagrams_in, 1);
             bump(&counters.bytes_in, n as u64);
             if self.sessions.has(i) {
+                if self.reflection(peer) {
+                    continue;
+                }
                 let (mut env, handler, sessions) = session_env!(self);
                 sessions.route(i, handler, &mut env, peer, &self.rbuf[..n], false);
                 continue;
@@ -149,6 +167,12 @@ impl<H: EventHandler> EventLoop<H> {
                 bump(&counters.datagrams_in, 1);
                 bump(&counters.bytes_in, d.data.len() as u64);
                 if with_sessions {
+                    if !self.opts.udp_allow_own_source
+                        && is_reflection(d.peer, self.core.engine.listen_addrs())
+                    {
+                        reflected(counters, d.peer, self.core.loop_id);
+                        continue;
+                    }
                     let (mut env, handler, sessions) = session_env!(self);
                     sessions.route(i, handler, &mut env, d.peer, d.data, d.truncated);
                     continue;
