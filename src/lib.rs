@@ -82,6 +82,8 @@ mod error;
 mod event_loop;
 mod framed;
 mod handler;
+#[cfg(feature = "http")]
+pub mod http;
 mod id;
 mod inbox;
 mod lb;

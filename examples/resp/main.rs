@@ -125,26 +125,22 @@ fn protocol_error(conn: &mut Conn<'_, Client>, e: &tether::codec::resp::RespErro
     conn.close_after_flush();
 }
 
-fn parse_args() -> Result<(String, Options), String> {
+const USAGE: &str = "[--addr HOST:PORT] [--loops N]";
+
+fn parse_args(cli: &mut common::Cli) -> Result<(String, Options), common::Usage> {
     let mut addr = "127.0.0.1:6379".to_string();
     let mut options = Options::default();
     options.loops = 1;
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let mut value = || args.next().ok_or(format!("{flag} needs a value"));
+    while let Some(flag) = cli.flag() {
         match flag.as_str() {
-            "--addr" => addr = value()?,
-            "--loops" => {
-                options.loops = match value()?.parse() {
-                    Ok(n) if n > 0 => n,
-                    _ => return Err("--loops needs a positive number".to_string()),
-                }
+            "--addr" => {
+                addr = common::address(&flag, cli.value(&flag)?, |a| match a {
+                    ListenAddr::Udp(_) => Err("RESP needs a stream; use host:port"),
+                    _ => Ok(()),
+                })?
             }
-            "-h" | "--help" => {
-                println!("usage: resp [--addr HOST:PORT] [--loops N]");
-                std::process::exit(0);
-            }
-            other => return Err(format!("unknown flag {other}")),
+            "--loops" => options.loops = cli.number(&flag, 1..=1024)?,
+            other => return Err(cli.unknown(other)),
         }
     }
     Ok((addr, options))
@@ -152,12 +148,9 @@ fn parse_args() -> Result<(String, Options), String> {
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let (addr, options) = match parse_args() {
+    let (addr, options) = match common::Cli::new("resp", USAGE).parse(parse_args) {
         Ok(a) => a,
-        Err(e) => {
-            eprintln!("resp: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let mut signals = match common::shutdown_signals("resp") {
         Ok(s) => s,
@@ -175,12 +168,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let shown = match &engine.listen_addrs()[0] {
-        ListenAddr::Tcp(addr) => addr.to_string(),
-        other => other.to_string(),
-    };
     let mut stdout = std::io::stdout();
-    let _ = writeln!(stdout, "listening on {shown}");
+    let _ = writeln!(stdout, "listening on {}", common::announced(&engine));
     let _ = stdout.flush();
     if let Some(sig) = signals.forever().next() {
         log::info!("signal {sig}: stopping");

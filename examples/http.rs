@@ -1,0 +1,172 @@
+//! An HTTP/1.1 server with TechEmpower's plaintext and JSON endpoints.
+//!
+//! ```text
+//! cargo run --release --features http --example http -- --addr 127.0.0.1:8080
+//! curl -i http://127.0.0.1:8080/plaintext
+//! ```
+//!
+//! `GET /plaintext` answers `Hello, World!` as `text/plain`, `GET /json`
+//! `{"message":"Hello, World!"}` (serialized per request) as
+//! `application/json`, both with `Server` and `Date`; anything else is 404.
+//!
+//! Flags: `--addr HOST:PORT` (default `127.0.0.1:8080`), `--loops N` (default:
+//! cores), `--frame-timeout-ms MS` (a request head or body not complete after
+//! that long closes the connection: slowloris; default 10000, 0 = off),
+//! `--idle-timeout-ms MS` (default 60000, 0 = off), `--max-connections N`
+//! (default 100000, 0 = unlimited). Prints `listening on <addr>`; stops
+//! gracefully on SIGINT or SIGTERM.
+
+mod common;
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use tether::http::{HttpConn, Request, Response, Server};
+use tether::net::ListenAddr;
+use tether::{Action, CloseReason, Conn, Engine, EventHandler, Options};
+
+const USAGE: &str = "[--addr HOST:PORT] [--loops N] [--frame-timeout-ms MS] \
+                     [--idle-timeout-ms MS] [--max-connections N]";
+
+struct Http {
+    http: Server,
+    faults: common::PeerFaults,
+}
+
+impl EventHandler for Http {
+    type State = HttpConn;
+
+    fn on_traffic(&mut self, conn: &mut Conn<'_, HttpConn>) -> Action {
+        self.http.serve(conn, route).into()
+    }
+
+    fn on_close(&mut self, conn: &mut Conn<'_, HttpConn>, reason: &CloseReason) {
+        self.faults.record(reason);
+        log::debug!("{} closed: {reason}", conn.id());
+    }
+}
+
+fn route(req: &Request<'_>, res: &mut Response<'_, '_, HttpConn>) {
+    match (req.method(), req.path()) {
+        ("GET", "/plaintext") => res
+            .header("Content-Type", "text/plain")
+            .body(b"Hello, World!"),
+        ("GET", "/json") => {
+            let mut buf = [0u8; 64];
+            let len = json_message(&mut buf, "Hello, World!");
+            res.header("Content-Type", "application/json")
+                .body(&buf[..len]);
+        }
+        _ => res.status(404).body(b""),
+    }
+}
+
+/// Serializes `{"message":<text>}` into `out`; returns its length (text that
+/// does not fit is cut at a character boundary, never an invalid document).
+fn json_message(out: &mut [u8; 64], text: &str) -> usize {
+    const OPEN: &[u8] = b"{\"message\":\"";
+    out[..OPEN.len()].copy_from_slice(OPEN);
+    let mut len = OPEN.len();
+    for c in text.chars() {
+        let mut tmp = [0u8; 6];
+        let piece: &[u8] = match c {
+            '"' => b"\\\"",
+            '\\' => b"\\\\",
+            c if (c as u32) < 0x20 => {
+                let hex = b"0123456789abcdef";
+                tmp = [
+                    b'\\',
+                    b'u',
+                    b'0',
+                    b'0',
+                    hex[(c as usize) >> 4],
+                    hex[(c as usize) & 15],
+                ];
+                &tmp
+            }
+            c => c.encode_utf8(&mut tmp[..4]).as_bytes(),
+        };
+        if len + piece.len() + 2 > out.len() {
+            break;
+        }
+        out[len..len + piece.len()].copy_from_slice(piece);
+        len += piece.len();
+    }
+    out[len..len + 2].copy_from_slice(b"\"}");
+    len + 2
+}
+
+fn parse_args(cli: &mut common::Cli) -> Result<(String, Options), common::Usage> {
+    let mut addr = "127.0.0.1:8080".to_string();
+    let mut options = Options::default();
+    let mut limits = common::ServerLimits {
+        frame_timeout: Some(Duration::from_secs(10)),
+        idle_timeout: Some(Duration::from_secs(60)),
+        max_connections: 100_000,
+    };
+    while let Some(flag) = cli.flag() {
+        match flag.as_str() {
+            "--addr" => {
+                addr = common::address(&flag, cli.value(&flag)?, |a| match a {
+                    ListenAddr::Udp(_) => Err("HTTP needs a stream; use host:port"),
+                    _ => Ok(()),
+                })?
+            }
+            "--loops" => options.loops = cli.number(&flag, 1..=1024)?,
+            other => {
+                if !limits.flag(cli, other)? {
+                    return Err(cli.unknown(other));
+                }
+            }
+        }
+    }
+    limits.apply(&mut options);
+    Ok((addr, options))
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let (addr, options) = match common::Cli::new("http", USAGE).parse(parse_args) {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
+    let mut signals = match common::shutdown_signals("http") {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let faults = common::PeerFaults::default();
+    faults.report_every("http", common::FAULT_SUMMARY_EVERY);
+    let engine = match Engine::builder(move |_| Http {
+        http: Server::new().server_name("tether"),
+        faults: faults.clone(),
+    })
+    .options(options)
+    .listen(addr)
+    .start()
+    {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("http: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut stdout = std::io::stdout();
+    let _ = writeln!(stdout, "listening on {}", common::announced(&engine));
+    let _ = stdout.flush();
+    if let Some(sig) = signals.forever().next() {
+        log::info!("signal {sig}: stopping");
+    }
+    engine.stop();
+    ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn json_is_escaped() {
+        let mut buf = [0u8; 64];
+        let n = super::json_message(&mut buf, "a\"b\\c\n");
+        assert_eq!(&buf[..n], br#"{"message":"a\"b\\c\u000a"}"#);
+    }
+}

@@ -1,0 +1,254 @@
+//! The RESP server example against redis-cli, redis-benchmark and hostile
+//! input, over loopback.
+
+mod util;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use util::*;
+
+/// The example binary, built next to this test.
+fn example(name: &str) -> PathBuf {
+    let mut dir = std::env::current_exe().unwrap();
+    dir.pop();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir.join("examples").join(name)
+}
+
+/// A running `resp` example, killed on drop.
+struct RespServer {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl RespServer {
+    fn start(loops: &str) -> RespServer {
+        let mut child = Command::new(example("resp"))
+            .args(["--addr", "127.0.0.1:0", "--loops", loops])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run the resp example");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no 'listening on' line: {line:?}"));
+        RespServer { child, addr }
+    }
+
+    fn port(&self) -> String {
+        self.addr.port().to_string()
+    }
+}
+
+impl Drop for RespServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn have(tool: &str) -> bool {
+    let found = Command::new(tool)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    if !found {
+        println!("notice: {tool} is not installed; skipping");
+    }
+    found
+}
+
+/// Runs `commands` (one per line) through one redis-cli and returns its
+/// output lines.
+fn cli(server: &RespServer, commands: &str) -> Vec<String> {
+    let mut child = Command::new("redis-cli")
+        .args(["-p", &server.port()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(commands.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn redis_cli_runs_every_command() {
+    if !have("redis-cli") {
+        return;
+    }
+    let server = RespServer::start("2");
+    let cases: &[(&str, &[&str])] = &[
+        ("PING", &["PONG"]),
+        ("PING hello", &["hello"]),
+        ("ECHO hi", &["hi"]),
+        ("SET k v", &["OK"]),
+        ("GET k", &["v"]),
+        ("SET k w NX", &[""]),
+        ("SET k w XX", &["OK"]),
+        ("SET fresh 1 XX", &[""]),
+        ("SET ttl v EX 100", &["OK"]),
+        ("TTL ttl", &["100"]),
+        ("PEXPIRE ttl 50000", &["1"]),
+        ("TTL ttl", &["50"]),
+        ("PTTL k", &["-1"]),
+        ("PTTL nope", &["-2"]),
+        ("EXPIRE k 1000", &["1"]),
+        ("EXISTS k nope", &["1"]),
+        ("DEL k nope", &["1"]),
+        ("INCR n", &["1"]),
+        ("INCRBY n 41", &["42"]),
+        ("DECR n", &["41"]),
+        ("INCR k2", &["1"]),
+        ("MSET a 1 b 2", &["OK"]),
+        ("MGET a b c", &["1", "2", ""]),
+        ("RPUSH l x y", &["2"]),
+        ("LPUSH l w", &["3"]),
+        ("LRANGE l 0 -1", &["w", "x", "y"]),
+        ("LLEN l", &["3"]),
+        ("LPOP l", &["w"]),
+        ("RPOP l", &["y"]),
+        ("SADD s a b a", &["2"]),
+        ("SCARD s", &["2"]),
+        ("SREM s a", &["1"]),
+        ("SMEMBERS s", &["b"]),
+        ("SPOP s", &["b"]),
+        ("SCARD s", &["0"]),
+        ("HSET h f 1 g 2", &["2"]),
+        ("HGET h f", &["1"]),
+        ("HDEL h f", &["1"]),
+        ("HGETALL h", &["g", "2"]),
+        // redis-cli prints a blank line after an error and for an empty array.
+        (
+            "GET l",
+            &[
+                "WRONGTYPE Operation against a key holding the wrong kind of value",
+                "",
+            ],
+        ),
+        ("CONFIG GET save", &["save", ""]),
+        ("COMMAND DOCS", &[""]),
+        ("SELECT 0", &["OK"]),
+        ("SELECT 1", &["ERR DB index is out of range", ""]),
+        (
+            "NOSUCH x",
+            &[
+                "ERR unknown command 'NOSUCH', with args beginning with: 'x' ",
+                "",
+            ],
+        ),
+        (
+            "GET",
+            &["ERR wrong number of arguments for 'get' command", ""],
+        ),
+        ("FLUSHALL", &["OK"]),
+        ("DBSIZE", &["0"]),
+        ("SET after flush", &["OK"]),
+        ("DBSIZE", &["1"]),
+    ];
+    let script: String = cases.iter().map(|(c, _)| format!("{c}\n")).collect();
+    let got = cli(&server, &script);
+    let expected: Vec<String> = cases
+        .iter()
+        .flat_map(|(_, out)| out.iter().map(|s| s.to_string()))
+        .collect();
+    assert_eq!(got, expected);
+
+    // A key with a 30 ms TTL is gone once that has passed (waited for with
+    // the deadline, not a sleep).
+    assert_eq!(
+        cli(&server, "SET brief v PX 30\nEXISTS brief\n"),
+        ["OK", "1"]
+    );
+    let end = std::time::Instant::now() + DEADLINE;
+    while cli(&server, "EXISTS brief\n") != ["0"] {
+        assert!(std::time::Instant::now() < end, "the key did not expire");
+    }
+    assert_eq!(cli(&server, "DBSIZE\n"), ["1"]);
+}
+
+#[test]
+fn inline_commands_and_protocol_errors_close_the_connection() {
+    let server = RespServer::start("1");
+    let mut s = connect(server.addr);
+    s.write_all(b"PING\r\nSET a 1\nGET a\r\n\r\n").unwrap();
+    assert_eq!(read_n(&mut s, 7 + 5 + 7), b"+PONG\r\n+OK\r\n$1\r\n1\r\n");
+    // QUIT answers, then closes; what follows it is not run.
+    s.write_all(b"*1\r\n$4\r\nQUIT\r\nPING\r\n").unwrap();
+    assert_eq!(read_to_eof(&mut s), b"+OK\r\n");
+    for hostile in [
+        &b"*1\r\n$99999999999\r\n"[..],
+        b"*99999999\r\n",
+        b"*1\r\n*1\r\n$4\r\nPING\r\n",
+        b"*1\r\n:1\r\n",
+        b"$x\r\n",
+    ] {
+        let mut s = connect(server.addr);
+        s.write_all(hostile).unwrap();
+        let mut reply = Vec::new();
+        s.read_to_end(&mut reply)
+            .expect("a close within the deadline");
+        let reply = String::from_utf8_lossy(&reply);
+        assert!(reply.starts_with("-ERR Protocol error: "), "{reply}");
+        assert!(
+            reply.ends_with("\r\n") && reply.lines().count() == 1,
+            "{reply}"
+        );
+    }
+}
+
+#[test]
+fn redis_benchmark_reports_no_error() {
+    if !have("redis-benchmark") {
+        return;
+    }
+    let server = RespServer::start("1");
+    let out = Command::new("redis-benchmark")
+        .args(["-p", &server.port(), "-q", "-n", "20000", "-t"])
+        .arg("ping,set,get,incr,lpush,rpush,lpop,rpop,sadd,hset,lrange_100,mset")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    let lower = text.to_lowercase();
+    assert!(
+        !lower.contains("error") && !lower.contains("warning"),
+        "{text}"
+    );
+    for test in [
+        "PING_INLINE",
+        "PING_MBULK",
+        "SET",
+        "GET",
+        "MSET",
+        "LRANGE_100",
+    ] {
+        assert!(text.contains(&format!("{test}")), "{test} missing: {text}");
+    }
+}
