@@ -18,7 +18,6 @@
 
 mod common;
 
-use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -131,34 +130,20 @@ fn main() -> ExitCode {
         Ok(a) => a,
         Err(code) => return code,
     };
-    let mut signals = match common::shutdown_signals("http") {
+    let signals = match common::shutdown_signals("http") {
         Ok(s) => s,
         Err(code) => return code,
     };
     let faults = common::PeerFaults::default();
     faults.report_every("http", common::FAULT_SUMMARY_EVERY);
-    let engine = match Engine::builder(move |_| Http {
+    let engine = Engine::builder(move |_| Http {
         http: Server::new().server_name("tether"),
         faults: faults.clone(),
     })
     .options(options)
     .listen(addr)
-    .start()
-    {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("http: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let mut stdout = std::io::stdout();
-    let _ = writeln!(stdout, "listening on {}", common::announced(&engine));
-    let _ = stdout.flush();
-    if let Some(sig) = signals.forever().next() {
-        log::info!("signal {sig}: stopping");
-    }
-    engine.stop();
-    ExitCode::SUCCESS
+    .start();
+    common::serve_until_signal("http", engine, signals)
 }
 
 #[cfg(test)]

@@ -5,22 +5,11 @@ mod util;
 
 use std::io::{BufRead, BufReader, Lines};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::Instant;
 
 use util::*;
-
-/// An example binary built next to this test (cargo builds examples for tests).
-fn example(name: &str) -> PathBuf {
-    let mut dir = std::env::current_exe().unwrap();
-    dir.pop();
-    if dir.ends_with("deps") {
-        dir.pop();
-    }
-    dir.join("examples").join(name)
-}
 
 fn spawn(name: &str, args: &[&str]) -> (Child, Receiver<String>) {
     let (child, out, _) = spawn_with(name, args, Stdio::null());

@@ -60,19 +60,6 @@ fn server() -> (Engine, SocketAddr) {
     (engine, addr)
 }
 
-fn have(tool: &str) -> bool {
-    let found = Command::new(tool)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !found {
-        println!("notice: {tool} is not installed; skipping");
-    }
-    found
-}
-
 /// One response: (status, head, body), read with the deadline.
 fn read_response(s: &mut TcpStream, pending: &mut Vec<u8>) -> (u16, String, Vec<u8>) {
     loop {
@@ -119,7 +106,7 @@ fn rejected_with(addr: SocketAddr, request: &[u8]) -> u16 {
 
 #[test]
 fn curl_get_chunked_post_and_http10() {
-    if !have("curl") {
+    if !have_tool("curl") {
         return;
     }
     let (engine, addr) = server();
@@ -324,7 +311,7 @@ fn upgrade_hands_over_the_bytes_after_the_request() {
 
 #[test]
 fn wrk_runs_without_errors() {
-    if !have("wrk") {
+    if !have_tool("wrk") {
         return;
     }
     let (engine, addr) = server();

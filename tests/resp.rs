@@ -5,20 +5,9 @@ mod util;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
 use util::*;
-
-/// The example binary, built next to this test.
-fn example(name: &str) -> PathBuf {
-    let mut dir = std::env::current_exe().unwrap();
-    dir.pop();
-    if dir.ends_with("deps") {
-        dir.pop();
-    }
-    dir.join("examples").join(name)
-}
 
 /// A running `resp` example, killed on drop.
 struct RespServer {
@@ -58,19 +47,6 @@ impl Drop for RespServer {
     }
 }
 
-fn have(tool: &str) -> bool {
-    let found = Command::new(tool)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !found {
-        println!("notice: {tool} is not installed; skipping");
-    }
-    found
-}
-
 /// Runs `commands` (one per line) through one redis-cli and returns its
 /// output lines.
 fn cli(server: &RespServer, commands: &str) -> Vec<String> {
@@ -96,7 +72,7 @@ fn cli(server: &RespServer, commands: &str) -> Vec<String> {
 
 #[test]
 fn redis_cli_runs_every_command() {
-    if !have("redis-cli") {
+    if !have_tool("redis-cli") {
         return;
     }
     let server = RespServer::start("2");
@@ -221,7 +197,7 @@ fn inline_commands_and_protocol_errors_close_the_connection() {
 
 #[test]
 fn redis_benchmark_reports_no_error() {
-    if !have("redis-benchmark") {
+    if !have_tool("redis-benchmark") {
         return;
     }
     let server = RespServer::start("1");
@@ -249,6 +225,6 @@ fn redis_benchmark_reports_no_error() {
         "MSET",
         "LRANGE_100",
     ] {
-        assert!(text.contains(&format!("{test}")), "{test} missing: {text}");
+        assert!(text.contains(test), "{test} missing: {text}");
     }
 }

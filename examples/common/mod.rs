@@ -252,3 +252,28 @@ fn peer_fault(reason: &CloseReason) -> Option<&'static str> {
         _ => return None,
     })
 }
+
+/// Announces a started engine (`listening on <addr>`), serves until SIGINT or
+/// SIGTERM, then stops it gracefully. A start error is printed and fails.
+pub fn serve_until_signal(
+    program: &str,
+    engine: Result<tether::Engine, tether::Error>,
+    mut signals: Signals,
+) -> ExitCode {
+    use std::io::Write;
+    let engine = match engine {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("{program}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut stdout = std::io::stdout();
+    let _ = writeln!(stdout, "listening on {}", announced(&engine));
+    let _ = stdout.flush();
+    if let Some(sig) = signals.forever().next() {
+        log::info!("signal {sig}: stopping");
+    }
+    engine.stop();
+    ExitCode::SUCCESS
+}

@@ -23,7 +23,6 @@ mod commands;
 mod common;
 mod keyspace;
 
-use std::io::Write;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -152,28 +151,14 @@ fn main() -> ExitCode {
         Ok(a) => a,
         Err(code) => return code,
     };
-    let mut signals = match common::shutdown_signals("resp") {
+    let signals = match common::shutdown_signals("resp") {
         Ok(s) => s,
         Err(code) => return code,
     };
     let db = Arc::new(Mutex::new(Keyspace::new()));
-    let engine = match Engine::builder(move |_loop| Server { db: db.clone() })
+    let engine = Engine::builder(move |_loop| Server { db: db.clone() })
         .options(options)
         .listen(addr)
-        .start()
-    {
-        Ok(engine) => engine,
-        Err(e) => {
-            eprintln!("resp: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let mut stdout = std::io::stdout();
-    let _ = writeln!(stdout, "listening on {}", common::announced(&engine));
-    let _ = stdout.flush();
-    if let Some(sig) = signals.forever().next() {
-        log::info!("signal {sig}: stopping");
-    }
-    engine.stop();
-    ExitCode::SUCCESS
+        .start();
+    common::serve_until_signal("resp", engine, signals)
 }

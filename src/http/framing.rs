@@ -193,7 +193,10 @@ mod tests {
         max_body: 1 << 20,
     };
 
-    fn parse(src: &[u8]) -> Result<Option<(usize, BodyKind, bool, bool, bool)>, HttpError> {
+    /// (head length, body, keep-alive, expect-continue, upgrade)
+    type Summary = (usize, BodyKind, bool, bool, bool);
+
+    fn parse(src: &[u8]) -> Result<Option<Summary>, HttpError> {
         let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
         parse_head(src, &mut headers, &LIMITS)
             .map(|h| h.map(|h| (h.len, h.body, h.keep_alive, h.expect_continue, h.upgrade)))

@@ -378,3 +378,28 @@ impl ChildServer {
         stderr
     }
 }
+
+/// An example binary built next to the running test (cargo builds the
+/// examples for integration tests).
+pub fn example(name: &str) -> std::path::PathBuf {
+    let mut dir = std::env::current_exe().unwrap();
+    dir.pop();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir.join("examples").join(name)
+}
+
+/// Whether an outside program is installed; prints a skip notice if not.
+pub fn have_tool(tool: &str) -> bool {
+    let found = std::process::Command::new(tool)
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok();
+    if !found {
+        println!("notice: {tool} is not installed; skipping");
+    }
+    found
+}
