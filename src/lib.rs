@@ -89,10 +89,13 @@ mod inbox;
 mod lb;
 pub mod net;
 mod options;
+pub mod proxy;
 mod reason;
 mod stats;
 mod timeouts;
 pub mod timer;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod udp_session;
 
 pub use client::{ConnectFailure, ConnectOptions, DialId, Redial};
