@@ -62,6 +62,11 @@ pub enum CloseReason {
     Panic,
     /// The engine is stopping.
     Shutdown,
+    /// The PROXY protocol header was missing, malformed, too long or late.
+    Proxy(crate::proxy::ProxyError),
+    /// The TLS handshake or session failed, or the handshake timed out.
+    #[cfg(feature = "tls")]
+    Tls(crate::tls::TlsError),
 }
 
 impl CloseReason {
@@ -87,6 +92,9 @@ impl fmt::Display for CloseReason {
             CloseReason::Io(e) => write!(f, "i/o error: {e}"),
             CloseReason::Panic => f.write_str("handler panicked"),
             CloseReason::Shutdown => f.write_str("engine shutdown"),
+            CloseReason::Proxy(e) => write!(f, "{e}"),
+            #[cfg(feature = "tls")]
+            CloseReason::Tls(e) => write!(f, "{e}"),
         }
     }
 }

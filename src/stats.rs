@@ -30,9 +30,13 @@ pub struct ClosedBy {
     pub panic: u64,
     /// [`CloseReason::Shutdown`].
     pub shutdown: u64,
+    /// [`CloseReason::Proxy`].
+    pub proxy: u64,
+    /// `CloseReason::Tls` (feature `tls`).
+    pub tls: u64,
 }
 
-const REASONS: usize = 11;
+const REASONS: usize = 13;
 
 fn reason_index(reason: &CloseReason) -> usize {
     match reason {
@@ -47,6 +51,9 @@ fn reason_index(reason: &CloseReason) -> usize {
         CloseReason::Io(_) => 8,
         CloseReason::Panic => 9,
         CloseReason::Shutdown => 10,
+        CloseReason::Proxy(_) => 11,
+        #[cfg(feature = "tls")]
+        CloseReason::Tls(_) => 12,
     }
 }
 
@@ -64,6 +71,8 @@ impl ClosedBy {
             io: a[8],
             panic: a[9],
             shutdown: a[10],
+            proxy: a[11],
+            tls: a[12],
         }
     }
 
@@ -80,6 +89,8 @@ impl ClosedBy {
             (&mut self.io, o.io),
             (&mut self.panic, o.panic),
             (&mut self.shutdown, o.shutdown),
+            (&mut self.proxy, o.proxy),
+            (&mut self.tls, o.tls),
         ];
         for (mine, theirs) in fields {
             *mine += theirs;
