@@ -496,6 +496,41 @@ fn trickle_slower_than_the_frame_timeout_closes_with_frame_timeout() {
     engine.stop();
 }
 
+#[test]
+fn a_dialed_connection_to_a_trickling_server_closes_with_frame_timeout() {
+    // The server claims a 60,000-byte frame, then sends a byte every 20 ms:
+    // active enough for any idle timeout, never a whole frame.
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = server.local_addr().unwrap();
+    let trickler = thread::spawn(move || {
+        let (mut s, _) = server.accept().unwrap();
+        let _ = s.write_all(&60_000u32.to_be_bytes());
+        let end = Instant::now() + DEADLINE;
+        while Instant::now() < end && s.write_all(&[0]).is_ok() {
+            thread::sleep(Duration::from_millis(20));
+        }
+    });
+    let timeout = Duration::from_millis(300);
+    let mut o = options(1);
+    o.frame_timeout = Some(timeout);
+    o.read_idle_timeout = Some(Duration::from_millis(200));
+    let (tx, rx) = channel();
+    let engine = Engine::builder(move |_| {
+        Framed::new(LengthPrefixed::new(), FrameEcho { tx: tx.clone() })
+    })
+    .options(o)
+    .start()
+    .unwrap();
+    let started = Instant::now();
+    engine
+        .connect(addr, tether::FramedState::<(), LengthPrefixed>::new(()))
+        .unwrap();
+    assert_eq!(closes(&rx, 1), ["FrameTimeout"]);
+    assert!(started.elapsed() >= timeout, "{:?}", started.elapsed());
+    engine.stop();
+    trickler.join().unwrap();
+}
+
 fn ev_id(ev: &Ev) -> ConnId {
     match ev {
         Ev::Open(id) | Ev::Close(id, _) | Ev::Wake(id) => *id,
