@@ -14,7 +14,11 @@
 //! `--frame-timeout-ms MS` (a connection holding a partial frame that long is
 //! closed, however slowly it trickles; default 10000, 0 = off),
 //! `--idle-timeout-ms MS` (default 60000, 0 = off), `--max-connections N`
-//! (default 10000, 0 = unlimited), `--fault-summary-ms MS` (default 10000).
+//! (default 10000, 0 = unlimited), `--fault-summary-ms MS` (default 10000),
+//! `--trim-every-ms MS` (hand the memory the allocator holds free back to the
+//! system this often, see `tether::memory`; default 1000, 0 = never),
+//! `--mmap-threshold BYTES` (buffers this large are their own mappings,
+//! returned when freed; default 0 = the allocator's own behaviour).
 //! Prints `listening on <addr>`; stops gracefully on SIGINT or SIGTERM.
 //! Connections closed for a peer's fault (bad header, frame timeout, overflow,
 //! reset) are logged one by one at debug only, and counted in one warn line per
@@ -32,7 +36,8 @@ use tether::net::ListenAddr;
 use tether::{Action, CloseReason, Engine, FrameConn, FrameHandler, Framed, Options};
 
 const USAGE: &str = "[--addr ADDR] [--loops N] [--max-frame BYTES] [--frame-timeout-ms MS] \
-                     [--idle-timeout-ms MS] [--max-connections N] [--fault-summary-ms MS]";
+                     [--idle-timeout-ms MS] [--max-connections N] [--fault-summary-ms MS] \
+                     [--mmap-threshold BYTES] [--trim-every-ms MS]";
 
 /// The largest `--max-frame`.
 const MAX_FRAME: usize = 64 * 1024 * 1024;
@@ -67,6 +72,8 @@ struct Args {
     options: Options,
     max_frame: usize,
     fault_summary: Duration,
+    mmap_threshold: usize,
+    trim_every: Option<Duration>,
 }
 
 fn parse_args(cli: &mut common::Cli) -> Result<Args, common::Usage> {
@@ -74,6 +81,8 @@ fn parse_args(cli: &mut common::Cli) -> Result<Args, common::Usage> {
     let mut options = Options::default();
     let mut max_frame = 1024 * 1024;
     let mut fault_summary = common::FAULT_SUMMARY_EVERY;
+    let mut mmap_threshold = 0;
+    let mut trim_every = Some(Duration::from_secs(1));
     let mut limits = common::ServerLimits {
         frame_timeout: Some(Duration::from_secs(10)),
         idle_timeout: Some(Duration::from_secs(60)),
@@ -90,6 +99,8 @@ fn parse_args(cli: &mut common::Cli) -> Result<Args, common::Usage> {
             "--loops" => options.loops = cli.number(&flag, 1..=1024)?,
             "--max-frame" => max_frame = cli.number(&flag, 1..=MAX_FRAME)?,
             "--fault-summary-ms" => fault_summary = cli.positive_millis(&flag)?,
+            "--mmap-threshold" => mmap_threshold = cli.number(&flag, 0..=32 * 1024 * 1024)?,
+            "--trim-every-ms" => trim_every = cli.millis(&flag)?,
             other => {
                 if !limits.flag(cli, other)? {
                     return Err(cli.unknown(other));
@@ -106,6 +117,8 @@ fn parse_args(cli: &mut common::Cli) -> Result<Args, common::Usage> {
         options,
         max_frame,
         fault_summary,
+        mmap_threshold,
+        trim_every,
     })
 }
 
@@ -125,6 +138,21 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Frame buffers this large go back to the system once freed, instead of
+    // staying in the allocator's arenas while the server idles.
+    if args.mmap_threshold > 0 && !tether::memory::return_large_frees(args.mmap_threshold) {
+        log::debug!("the allocator keeps its own mmap threshold");
+    }
+    // Or hand back what the arenas hold, now and then: bursts keep the speed
+    // of reused memory, and an idle server shrinks back within a period.
+    if let Some(every) = args.trim_every {
+        std::thread::spawn(move || {
+            loop {
+                std::thread::sleep(every);
+                tether::memory::release_free_memory();
+            }
+        });
+    }
     // Before anything is announced: a signal right after the first output line
     // must find its handler installed.
     let mut signals = match common::shutdown_signals("frame_echo") {

@@ -87,6 +87,7 @@ pub mod http;
 mod id;
 mod inbox;
 mod lb;
+pub mod memory;
 pub mod net;
 mod options;
 pub mod proxy;

@@ -515,12 +515,11 @@ fn a_dialed_connection_to_a_trickling_server_closes_with_frame_timeout() {
     o.frame_timeout = Some(timeout);
     o.read_idle_timeout = Some(Duration::from_millis(200));
     let (tx, rx) = channel();
-    let engine = Engine::builder(move |_| {
-        Framed::new(LengthPrefixed::new(), FrameEcho { tx: tx.clone() })
-    })
-    .options(o)
-    .start()
-    .unwrap();
+    let engine =
+        Engine::builder(move |_| Framed::new(LengthPrefixed::new(), FrameEcho { tx: tx.clone() }))
+            .options(o)
+            .start()
+            .unwrap();
     let started = Instant::now();
     engine
         .connect(addr, tether::FramedState::<(), LengthPrefixed>::new(()))
