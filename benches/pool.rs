@@ -10,7 +10,7 @@
 //! groups, each against its own hand-managed baseline:
 //!
 //! Driven from the response callback, on the loop thread:
-//! * `manual` — the best case: a `FrameHandler` that writes the next request on
+//! * `manual` — the best case: a framed `EventHandler` that writes the next request on
 //!   the connection that just answered, inside the callback.
 //! * `pool lif` / `pool rr` — a [`Pool`] (least in flight, the default / round
 //!   robin): the first 64 requests from the main thread, then one `pool.send`
@@ -38,7 +38,7 @@ use tether::client::pool::{Pick, Pool};
 use tether::codec::Codec;
 use tether::codec::LengthPrefixed;
 use tether::{
-    Action, ConnId, ConnectOptions, Engine, FrameConn, FrameHandler, Framed, FramedState,
+    Action, Conn, ConnId, ConnectOptions, Engine, EventHandler, decode_frames, write_frame,
 };
 
 const CONNS: usize = 8;
@@ -80,15 +80,16 @@ struct Progress {
     stop: AtomicBool,
 }
 
-struct FrameEcho;
+struct FrameEcho(LengthPrefixed);
 
-impl FrameHandler for FrameEcho {
+impl EventHandler for FrameEcho {
     type State = ();
-    type Codec = LengthPrefixed;
 
-    fn on_frame(&mut self, conn: &mut FrameConn<'_, '_, (), LengthPrefixed>, f: &[u8]) -> Action {
-        conn.write_frame(f)
-            .map_or(Action::Close, |()| Action::Continue)
+    fn on_traffic(&mut self, conn: &mut Conn<'_, ()>) -> Action {
+        decode_frames(conn, &mut self.0, |conn, f| {
+            conn.write_frame(f)
+                .map_or(Action::Close, |()| Action::Continue)
+        })
     }
 }
 
@@ -99,6 +100,7 @@ type ThreadMode = (Arc<Mutex<Vec<ConnId>>>, Arc<Credits>);
 /// response with the next request, written in the callback itself; in the
 /// thread mode it only verifies, publishes its id and hands back credits.
 struct Manual {
+    codec: LengthPrefixed,
     progress: Arc<Progress>,
     /// Numbers the connections as they open, for their first ids.
     opened: u64,
@@ -106,12 +108,11 @@ struct Manual {
     thread: Option<ThreadMode>,
 }
 
-impl FrameHandler for Manual {
+impl EventHandler for Manual {
     /// The connection's index.
     type State = u64;
-    type Codec = LengthPrefixed;
 
-    fn on_open(&mut self, conn: &mut FrameConn<'_, '_, u64, LengthPrefixed>) -> Action {
+    fn on_open(&mut self, conn: &mut Conn<'_, u64>) -> Action {
         let index = self.opened;
         self.opened += 1;
         *conn.state_mut() = index;
@@ -122,25 +123,28 @@ impl FrameHandler for Manual {
                 .push(conn.id()),
             None => {
                 for k in 0..PER_CONN as u64 {
-                    let _ = conn.write_frame(&payload(index * PER_CONN as u64 + k));
+                    let _ = write_frame(conn, &self.codec, &payload(index * PER_CONN as u64 + k));
                 }
             }
         }
         Action::Continue
     }
 
-    fn on_frame(&mut self, conn: &mut FrameConn<'_, '_, u64, LengthPrefixed>, f: &[u8]) -> Action {
-        let id = verify(f);
-        self.progress.done.fetch_add(1, Ordering::Relaxed);
-        match &self.thread {
-            Some((_, credits)) => credits.give(),
-            None => {
-                if !self.progress.stop.load(Ordering::Relaxed) {
-                    let _ = conn.write_frame(&payload(id + WINDOW));
+    fn on_traffic(&mut self, conn: &mut Conn<'_, u64>) -> Action {
+        let (progress, thread) = (&self.progress, &self.thread);
+        decode_frames(conn, &mut self.codec, |conn, f| {
+            let id = verify(f);
+            progress.done.fetch_add(1, Ordering::Relaxed);
+            match thread {
+                Some((_, credits)) => credits.give(),
+                None => {
+                    if !progress.stop.load(Ordering::Relaxed) {
+                        let _ = conn.write_frame(&payload(id + WINDOW));
+                    }
                 }
             }
-        }
-        Action::Continue
+            Action::Continue
+        })
     }
 }
 
@@ -245,26 +249,18 @@ fn run(client: Client, server: SocketAddr, secs: Duration) -> Figures {
             });
             let p = progress.clone();
             let t = thread.clone();
-            let engine = Engine::builder(move |_| {
-                Framed::new(
-                    LengthPrefixed::new(),
-                    Manual {
-                        progress: p.clone(),
-                        opened: 0,
-                        thread: t.clone(),
-                    },
-                )
+            let engine = Engine::builder(move |_| Manual {
+                codec: LengthPrefixed::new(),
+                progress: p.clone(),
+                opened: 0,
+                thread: t.clone(),
             })
             .loops(1)
             .start()
             .expect("client engine");
             for _ in 0..CONNS {
                 engine
-                    .connect_with(
-                        server,
-                        FramedState::<u64, LengthPrefixed>::default(),
-                        ConnectOptions::default(),
-                    )
+                    .connect_with(server, 0u64, ConnectOptions::default())
                     .expect("dial");
             }
             let sender = thread.map(|(ids, credits)| {
@@ -451,7 +447,7 @@ fn main() {
         .and_then(|s| s.parse::<usize>().ok())
         .unwrap_or(if bench { ROUNDS } else { 1 })
         .max(1);
-    let server = Engine::builder(|_| Framed::new(LengthPrefixed::new(), FrameEcho))
+    let server = Engine::builder(|_| FrameEcho(LengthPrefixed::new()))
         .loops(1)
         .listen("127.0.0.1:0")
         .start()

@@ -42,7 +42,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tether::codec::LengthPrefixed;
-use tether::{Action, Engine, FrameConn, FrameHandler, Framed, Options};
+use tether::{Action, Conn, Engine, EventHandler, Options, decode_frames};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Longest a connect or an exchange may take before it counts as an error.
@@ -116,17 +116,16 @@ fn raise_nofile() -> u64 {
 
 // ---- server ----
 
-struct FrameEcho;
+struct FrameEcho(LengthPrefixed);
 
-impl FrameHandler for FrameEcho {
+impl EventHandler for FrameEcho {
     type State = ();
-    type Codec = LengthPrefixed;
 
-    fn on_frame(&mut self, conn: &mut FrameConn<'_, '_, (), LengthPrefixed>, f: &[u8]) -> Action {
-        match conn.write_frame(f) {
+    fn on_traffic(&mut self, conn: &mut Conn<'_, ()>) -> Action {
+        decode_frames(conn, &mut self.0, |conn, f| match conn.write_frame(f) {
             Ok(()) => Action::Continue,
             Err(_) => Action::Close,
-        }
+        })
     }
 }
 
@@ -148,7 +147,7 @@ fn serve(loops: usize) -> ExitCode {
     options.reuse_port = true;
     // Every client dials at once at the start.
     options.backlog = 4096;
-    let engine = match Engine::builder(|_| Framed::new(LengthPrefixed::new(), FrameEcho))
+    let engine = match Engine::builder(|_| FrameEcho(LengthPrefixed::new()))
         .options(options)
         .listen("127.0.0.1:0")
         .start()

@@ -32,8 +32,8 @@ use tether::client::backoff::{BackoffPolicy, Jitter};
 use tether::codec::LengthPrefixed;
 use tether::net::ListenAddr;
 use tether::{
-    Action, CloseReason, ConnectFailure, ConnectOptions, Engine, FrameConn, FrameHandler, Framed,
-    LoopCtx, Options, Redial,
+    Action, CloseReason, Conn, ConnectFailure, ConnectOptions, Engine, EventHandler, LoopCtx,
+    Options, Redial, decode_frames, write_frame,
 };
 
 /// One line on stdout, flushed: scripts read these as they happen.
@@ -56,15 +56,15 @@ struct Link {
 const MAX_FRAME: usize = 64 * 1024;
 
 struct Pinger {
+    codec: LengthPrefixed,
     /// A ping unanswered this long marks the link dead.
     pong_timeout: Duration,
 }
 
-impl FrameHandler for Pinger {
+impl EventHandler for Pinger {
     type State = Link;
-    type Codec = LengthPrefixed;
 
-    fn on_open(&mut self, conn: &mut FrameConn<'_, '_, Link, LengthPrefixed>) -> Action {
+    fn on_open(&mut self, conn: &mut Conn<'_, Link>) -> Action {
         match conn.peer_addr() {
             Ok(addr) => say(format_args!("connected {addr}")),
             Err(_) => say(format_args!("connected")),
@@ -72,22 +72,20 @@ impl FrameHandler for Pinger {
         self.on_heartbeat(conn)
     }
 
-    fn on_frame(
-        &mut self,
-        conn: &mut FrameConn<'_, '_, Link, LengthPrefixed>,
-        frame: &[u8],
-    ) -> Action {
-        let link = conn.state_mut();
-        if let Some((seq, sent)) = link.ping {
-            if frame == seq.to_be_bytes() {
-                link.ping = None;
-                say(format_args!("pong {}us", sent.elapsed().as_micros()));
+    fn on_traffic(&mut self, conn: &mut Conn<'_, Link>) -> Action {
+        decode_frames(conn, &mut self.codec, |conn, frame| {
+            let link = conn.state_mut();
+            if let Some((seq, sent)) = link.ping {
+                if frame == seq.to_be_bytes() {
+                    link.ping = None;
+                    say(format_args!("pong {}us", sent.elapsed().as_micros()));
+                }
             }
-        }
-        Action::Continue
+            Action::Continue
+        })
     }
 
-    fn on_heartbeat(&mut self, conn: &mut FrameConn<'_, '_, Link, LengthPrefixed>) -> Action {
+    fn on_heartbeat(&mut self, conn: &mut Conn<'_, Link>) -> Action {
         let link = conn.state_mut();
         if let Some((_, sent)) = link.ping {
             // One ping in flight at a time; an unanswered one past its deadline
@@ -104,17 +102,13 @@ impl FrameHandler for Pinger {
         link.seq += 1;
         let seq = link.seq;
         link.ping = Some((seq, Instant::now()));
-        match conn.write_frame(&seq.to_be_bytes()) {
+        match write_frame(conn, &self.codec, &seq.to_be_bytes()) {
             Ok(()) => Action::Continue,
             Err(_) => Action::Close,
         }
     }
 
-    fn on_close(
-        &mut self,
-        conn: &mut FrameConn<'_, '_, Link, LengthPrefixed>,
-        reason: &CloseReason,
-    ) {
+    fn on_close(&mut self, conn: &mut Conn<'_, Link>, reason: &CloseReason) {
         conn.state_mut().ping = None;
         say(format_args!("disconnected {reason}"));
     }
@@ -218,9 +212,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let engine = match Engine::builder(move |_| Framed::new(codec.clone(), Pinger { pong_timeout }))
-        .options(options)
-        .start()
+    let engine = match Engine::builder(move |_| Pinger {
+        codec: codec.clone(),
+        pong_timeout,
+    })
+    .options(options)
+    .start()
     {
         Ok(e) => e,
         Err(e) => {
@@ -236,11 +233,7 @@ fn main() -> ExitCode {
     let connect = ConnectOptions::default()
         .timeout(Duration::from_secs(5))
         .reconnect(policy);
-    if let Err(e) = engine.connect_with(
-        args.addr,
-        tether::FramedState::<Link, LengthPrefixed>::new(Link::default()),
-        connect,
-    ) {
+    if let Err(e) = engine.connect_with(args.addr, Link::default(), connect) {
         eprintln!("client: {e}");
         return ExitCode::FAILURE;
     }

@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use tether::codec::LengthPrefixed;
 use tether::net::ListenAddr;
-use tether::{Action, CloseReason, Engine, FrameConn, FrameHandler, Framed, Options};
+use tether::{Action, CloseReason, Conn, Engine, EventHandler, Options, decode_frames};
 
 const USAGE: &str = "[--addr ADDR] [--loops N] [--max-frame BYTES] [--frame-timeout-ms MS] \
                      [--idle-timeout-ms MS] [--max-connections N] [--fault-summary-ms MS] \
@@ -43,25 +43,23 @@ const USAGE: &str = "[--addr ADDR] [--loops N] [--max-frame BYTES] [--frame-time
 const MAX_FRAME: usize = 64 * 1024 * 1024;
 
 struct FrameEcho {
+    codec: LengthPrefixed,
     faults: common::PeerFaults,
 }
 
-impl FrameHandler for FrameEcho {
+impl EventHandler for FrameEcho {
     type State = ();
-    type Codec = LengthPrefixed;
 
-    fn on_frame(
-        &mut self,
-        conn: &mut FrameConn<'_, '_, (), LengthPrefixed>,
-        frame: &[u8],
-    ) -> Action {
-        match conn.write_frame(frame) {
-            Ok(()) => Action::Continue,
-            Err(_) => Action::Close,
-        }
+    fn on_traffic(&mut self, conn: &mut Conn<'_, ()>) -> Action {
+        decode_frames(conn, &mut self.codec, |conn, frame| {
+            match conn.write_frame(frame) {
+                Ok(()) => Action::Continue,
+                Err(_) => Action::Close,
+            }
+        })
     }
 
-    fn on_close(&mut self, conn: &mut FrameConn<'_, '_, (), LengthPrefixed>, reason: &CloseReason) {
+    fn on_close(&mut self, conn: &mut Conn<'_, ()>, reason: &CloseReason) {
         self.faults.record(reason);
         log::debug!("{} closed: {reason}", conn.id());
     }
@@ -161,13 +159,9 @@ fn main() -> ExitCode {
     };
     let faults = common::PeerFaults::default();
     faults.report_every("frame_echo", args.fault_summary);
-    let engine = match Engine::builder(move |_| {
-        Framed::new(
-            codec.clone(),
-            FrameEcho {
-                faults: faults.clone(),
-            },
-        )
+    let engine = match Engine::builder(move |_| FrameEcho {
+        codec: codec.clone(),
+        faults: faults.clone(),
     })
     .options(args.options)
     .listen(args.addr)

@@ -198,55 +198,11 @@ impl<'a, S> Conn<'a, S> {
         self.close != CloseRequest::None || self.fail.is_some() || self.overflow
     }
 
-    pub(crate) fn count_frame_in(&self) {
-        let counters = self.core.engine.counters(self.core.loop_id);
-        crate::stats::bump(&counters.frames_in, 1);
-    }
-
-    pub(crate) fn count_frame_out(&self) {
-        let counters = self.core.engine.counters(self.core.loop_id);
-        crate::stats::bump(&counters.frames_out, 1);
-    }
-
     /// Closes after the callback with a specific reason.
     pub(crate) fn close_with(&mut self, reason: CloseReason) {
         if self.fail.is_none() {
             self.fail = Some(reason);
         }
-    }
-
-    /// Runs `f` on a view of this connection whose state is a part of this one's,
-    /// `split` giving that part and a second one (a codec, say) alongside.
-    pub(crate) fn project<'s, T: 's, X: 's, R>(
-        &'s mut self,
-        split: impl FnOnce(&'s mut S) -> (&'s mut T, &'s mut X),
-        f: impl FnOnce(&mut Conn<'_, T>, &mut X) -> R,
-    ) -> R {
-        let (state, extra) = split(&mut *self.state);
-        let mut inner = Conn {
-            id: self.id,
-            stream: self.stream,
-            state,
-            input: self.input,
-            consumed: self.consumed,
-            pending: self.pending.as_deref_mut(),
-            core: self.core,
-            timing: self.timing,
-            timing_changed: self.timing_changed,
-            close: self.close,
-            fail: self.fail.take(),
-            overflow: self.overflow,
-            discard: self.discard,
-            dial: self.dial,
-            listener: self.listener,
-        };
-        let r = f(&mut inner, extra);
-        self.consumed = inner.consumed;
-        self.timing_changed = inner.timing_changed;
-        self.close = inner.close;
-        self.fail = inner.fail;
-        self.overflow = inner.overflow;
-        r
     }
 
     /// The engine this connection belongs to.

@@ -1,142 +1,198 @@
-//! Frame-level handlers: a codec splits the stream, the handler sees frames.
+//! Frames over a connection: a codec splits the stream inside `on_traffic`.
+//!
+//! There is no frame-level handler trait mirroring [`EventHandler`]: a handler is
+//! an ordinary [`EventHandler`] whose [`on_traffic`](EventHandler::on_traffic)
+//! calls [`decode_frames`], and every other callback (`on_open`, `on_tick`,
+//! `on_timer`, …) is the plain one, so a callback added to [`EventHandler`] is
+//! there for framed handlers too. The code after [`decode_frames`] returns runs
+//! once per read, after all of its frames: the end-of-batch hook, where a handler
+//! answers the frames of one read with one write, flushes a batch, or counts.
 
-use std::ops::{Deref, DerefMut};
-use std::time::Duration;
-
-use crate::client::{ConnectFailure, Redial};
 use crate::codec::{Codec, CodecError, Decoded, MAX_HEADER_LEN};
 use crate::conn::Conn;
-use crate::ctx::LoopCtx;
-use crate::handler::{Action, CloseReason, EventHandler, Idle};
+use crate::reason::{Action, CloseReason};
 
-/// A handler that works in whole frames instead of bytes.
+/// Decodes every complete frame of `conn`'s unread input with `codec` and calls
+/// `on_frame` with each payload, borrowed from the input (no copy).
 ///
-/// Wrap it in [`Framed`] with a [`Codec`] to get an [`EventHandler`]. Each
-/// connection decodes with its own clone of the codec; every complete frame is
-/// passed to [`on_frame`](FrameHandler::on_frame) as a slice borrowed from the
-/// inbound bytes (no copy), and consumed when it returns. A protocol violation
-/// (oversized length, malformed varint, line too long, …) closes the connection
-/// with [`CloseReason::Protocol`] naming the error.
+/// Each frame is consumed when `on_frame` returns, whatever it did with
+/// [`Conn::consume`]: framing owns the input position. A partial frame is kept
+/// for the next read. Decoding stops at the first frame whose `on_frame` returns
+/// anything but [`Action::Continue`] or closes the connection, and that action is
+/// returned; otherwise [`Action::Continue`]. A protocol violation (oversized
+/// length, malformed varint, line too long, …) closes the connection with
+/// [`CloseReason::Protocol`] naming the error. Frames written with
+/// [`FrameConn::write_frame`] are counted in [`Engine::stats`](crate::Engine::stats)
+/// once per call.
+///
+/// A codec that keeps decoding state per stream (`!codec.is_stateless()`, as
+/// [`Delimited`](crate::codec::Delimited)) must be one per connection, kept in the
+/// connection's state; a stateless one (as
+/// [`LengthPrefixed`](crate::codec::LengthPrefixed)) can be the handler's, shared
+/// by the loop's connections.
 ///
 /// # Examples
 ///
-/// A length-prefixed echo:
+/// A length-prefixed echo that answers all the frames of one read with one write
+/// (everything written in a callback goes out together after it):
 ///
 /// ```no_run
 /// use tether::codec::LengthPrefixed;
-/// use tether::{Action, Engine, FrameConn, FrameHandler, Framed};
+/// use tether::{Action, Conn, Engine, EventHandler, decode_frames};
 ///
-/// struct FrameEcho;
+/// struct FrameEcho {
+///     codec: LengthPrefixed,
+/// }
 ///
-/// impl FrameHandler for FrameEcho {
+/// impl EventHandler for FrameEcho {
 ///     type State = ();
-///     type Codec = LengthPrefixed;
 ///
-///     fn on_frame(&mut self, conn: &mut FrameConn<'_, '_, (), LengthPrefixed>, frame: &[u8]) -> Action {
-///         match conn.write_frame(frame) {
+///     fn on_traffic(&mut self, conn: &mut Conn<'_, ()>) -> Action {
+///         decode_frames(conn, &mut self.codec, |conn, frame| match conn.write_frame(frame) {
 ///             Ok(()) => Action::Continue,
 ///             Err(_) => Action::Close,
-///         }
+///         })
+///         // Code here runs once per read, after all of its frames.
 ///     }
 /// }
 ///
-/// let engine = Engine::builder(|_| Framed::new(LengthPrefixed::new(), FrameEcho))
+/// let engine = Engine::builder(|_| FrameEcho { codec: LengthPrefixed::new() })
 ///     .listen("127.0.0.1:9001")
 ///     .start()?;
 /// # Ok::<(), tether::Error>(())
 /// ```
-pub trait FrameHandler: Send + 'static {
-    /// Per-connection state, created with `Default` when a connection opens.
-    type State: Default + Send + 'static;
-    /// The framing protocol.
-    type Codec: Codec;
+pub fn decode_frames<S, C: Codec>(
+    conn: &mut Conn<'_, S>,
+    codec: &mut C,
+    mut on_frame: impl FnMut(&mut FrameConn<'_, '_, S, C>, &[u8]) -> Action,
+) -> Action {
+    let mut frames_out = 0;
+    let action = loop {
+        let input = conn.read_buf();
+        match codec.decode(input) {
+            Ok(Decoded::Frame(frame)) => {
+                // Counted before the handler runs, so a frame whose handler
+                // panics is counted too.
+                count_frames(conn, 1, 0);
+                let start = conn.consumed;
+                let mut framed = FrameConn {
+                    conn: &mut *conn,
+                    codec: &*codec,
+                    written: 0,
+                };
+                let action = on_frame(&mut framed, frame.payload(input));
+                frames_out += framed.written;
+                conn.consumed = start + frame.consumed();
+                if action != Action::Continue || conn.is_closing() {
+                    break action;
+                }
+            }
+            Ok(Decoded::Incomplete { .. }) => break Action::Continue,
+            Err(e) => {
+                conn.close_with(CloseReason::Protocol(e));
+                break Action::Continue;
+            }
+        }
+    };
+    count_frames(conn, 0, frames_out);
+    action
+}
 
-    /// See [`EventHandler::on_boot`].
-    fn on_boot(&mut self, ctx: &mut LoopCtx<'_>) {
-        let _ = ctx;
+/// [`decode_frames`] with a codec that keeps decoding state per stream, kept in
+/// the connection's state at `slot`: made from `prototype` on the connection's
+/// first read, then resumed where that connection's last read left it. Set the
+/// slot to `None` in `on_open` when a redialed link starts a new stream.
+///
+/// # Examples
+///
+/// ```no_run
+/// use tether::codec::Delimited;
+/// use tether::{Action, Conn, EventHandler, decode_frames_with_state_codec};
+///
+/// struct Lines {
+///     prototype: Delimited,
+/// }
+///
+/// impl EventHandler for Lines {
+///     type State = Option<Delimited>;
+///
+///     fn on_traffic(&mut self, conn: &mut Conn<'_, Option<Delimited>>) -> Action {
+///         decode_frames_with_state_codec(conn, |s| s, &self.prototype, |conn, line| {
+///             let _ = conn.write_frame(line);
+///             Action::Continue
+///         })
+///     }
+/// }
+/// ```
+pub fn decode_frames_with_state_codec<S, C: Codec>(
+    conn: &mut Conn<'_, S>,
+    slot: fn(&mut S) -> &mut Option<C>,
+    prototype: &C,
+    on_frame: impl FnMut(&mut FrameConn<'_, '_, S, C>, &[u8]) -> Action,
+) -> Action {
+    let mut codec = slot(conn.state_mut())
+        .take()
+        .unwrap_or_else(|| prototype.clone());
+    let action = decode_frames(conn, &mut codec, on_frame);
+    *slot(conn.state_mut()) = Some(codec);
+    action
+}
+
+#[inline]
+fn count_frames<S>(conn: &Conn<'_, S>, frames_in: u64, frames_out: u64) {
+    let counters = conn.engine().counters(conn.loop_id());
+    if frames_in > 0 {
+        crate::stats::bump(&counters.frames_in, frames_in);
     }
-    /// See [`EventHandler::on_open`].
-    fn on_open(&mut self, conn: &mut FrameConn<'_, '_, Self::State, Self::Codec>) -> Action {
-        let _ = conn;
-        Action::Continue
-    }
-    /// A complete frame arrived; `frame` is its payload.
-    fn on_frame(
-        &mut self,
-        conn: &mut FrameConn<'_, '_, Self::State, Self::Codec>,
-        frame: &[u8],
-    ) -> Action;
-    /// See [`EventHandler::on_close`].
-    fn on_close(
-        &mut self,
-        conn: &mut FrameConn<'_, '_, Self::State, Self::Codec>,
-        reason: &CloseReason,
-    ) {
-        let _ = (conn, reason);
-    }
-    /// See [`EventHandler::on_wake`].
-    fn on_wake(&mut self, conn: &mut FrameConn<'_, '_, Self::State, Self::Codec>) -> Action {
-        let _ = conn;
-        Action::Continue
-    }
-    /// See [`EventHandler::on_writable`].
-    fn on_writable(&mut self, conn: &mut FrameConn<'_, '_, Self::State, Self::Codec>) -> Action {
-        let _ = conn;
-        Action::Continue
-    }
-    /// See [`EventHandler::on_idle`].
-    fn on_idle(
-        &mut self,
-        conn: &mut FrameConn<'_, '_, Self::State, Self::Codec>,
-        kind: Idle,
-    ) -> Action {
-        let _ = (conn, kind);
-        Action::Close
-    }
-    /// See [`EventHandler::on_heartbeat`]; send a ping frame here.
-    fn on_heartbeat(&mut self, conn: &mut FrameConn<'_, '_, Self::State, Self::Codec>) -> Action {
-        let _ = conn;
-        Action::Continue
-    }
-    /// See [`EventHandler::on_timer`].
-    fn on_timer(
-        &mut self,
-        conn: &mut FrameConn<'_, '_, Self::State, Self::Codec>,
-        key: u64,
-    ) -> Action {
-        let _ = (conn, key);
-        Action::Continue
-    }
-    /// See [`EventHandler::on_tick`].
-    fn on_tick(&mut self, ctx: &mut LoopCtx<'_>) -> Option<Duration> {
-        let _ = ctx;
-        None
-    }
-    /// See [`EventHandler::on_connect_failed`].
-    fn on_connect_failed(
-        &mut self,
-        ctx: &mut LoopCtx<'_>,
-        failure: &ConnectFailure,
-        state: &mut Self::State,
-    ) {
-        let _ = (ctx, failure, state);
-    }
-    /// See [`EventHandler::on_reconnecting`].
-    fn on_reconnecting(&mut self, ctx: &mut LoopCtx<'_>, redial: &Redial, state: &mut Self::State) {
-        let _ = (ctx, redial, state);
-    }
-    /// See [`EventHandler::on_shutdown`].
-    fn on_shutdown(&mut self, ctx: &mut LoopCtx<'_>) {
-        let _ = ctx;
+    if frames_out > 0 {
+        crate::stats::bump(&counters.frames_out, frames_out);
     }
 }
 
-/// A connection as a [`FrameHandler`] sees it: a [`Conn`] plus
-/// [`write_frame`](FrameConn::write_frame).
+/// Queues `payload` on `conn` as one frame of `codec` (header, payload, and the
+/// trailer when the codec has one), outside [`decode_frames`]: from `on_tick`,
+/// `on_timer`, `on_open`, or with another codec.
+///
+/// # Errors
+///
+/// The codec's error when the payload cannot be framed (too long for the length
+/// field or `max_frame_len`, contains the delimiter, …); nothing is written then.
+pub fn write_frame<S, C: Codec>(
+    conn: &mut Conn<'_, S>,
+    codec: &C,
+    payload: &[u8],
+) -> Result<(), CodecError> {
+    queue_frame(conn, codec, payload)?;
+    count_frames(conn, 0, 1);
+    Ok(())
+}
+
+/// Header, payload, trailer: the trailer only when the codec has one.
+#[inline]
+fn queue_frame<S, C: Codec>(
+    conn: &mut Conn<'_, S>,
+    codec: &C,
+    payload: &[u8],
+) -> Result<(), CodecError> {
+    let mut header = [0u8; MAX_HEADER_LEN];
+    let n = codec.encode_header(payload, &mut header)?;
+    conn.write(&header[..n]);
+    conn.write(payload);
+    let trailer = codec.encode_trailer();
+    if !trailer.is_empty() {
+        conn.write(trailer);
+    }
+    Ok(())
+}
+
+/// A connection as [`decode_frames`]'s callback sees it: the [`Conn`] (through
+/// `Deref`) plus [`write_frame`](FrameConn::write_frame) with the codec that
+/// decoded the frame.
 #[derive(Debug)]
 pub struct FrameConn<'c, 'a, S, C> {
     conn: &'c mut Conn<'a, S>,
     codec: &'c C,
+    written: u64,
 }
 
 impl<S, C: Codec> FrameConn<'_, '_, S, C> {
@@ -147,186 +203,28 @@ impl<S, C: Codec> FrameConn<'_, '_, S, C> {
     ///
     /// The codec's error when the payload cannot be framed (too long for the length
     /// field or `max_frame_len`, contains the delimiter, …); nothing is written then.
+    #[inline]
     pub fn write_frame(&mut self, payload: &[u8]) -> Result<(), CodecError> {
-        let mut header = [0u8; MAX_HEADER_LEN];
-        let n = self.codec.encode_header(payload, &mut header)?;
-        self.conn.write(&header[..n]);
-        self.conn.write(payload);
-        self.conn.write(self.codec.encode_trailer());
-        self.conn.count_frame_out();
+        queue_frame(self.conn, self.codec, payload)?;
+        self.written += 1;
         Ok(())
+    }
+
+    /// The codec that decoded this frame.
+    pub fn codec(&self) -> &C {
+        self.codec
     }
 }
 
-impl<'a, S, C> Deref for FrameConn<'_, 'a, S, C> {
+impl<'a, S, C> std::ops::Deref for FrameConn<'_, 'a, S, C> {
     type Target = Conn<'a, S>;
     fn deref(&self) -> &Conn<'a, S> {
         self.conn
     }
 }
 
-impl<'a, S, C> DerefMut for FrameConn<'_, 'a, S, C> {
+impl<'a, S, C> std::ops::DerefMut for FrameConn<'_, 'a, S, C> {
     fn deref_mut(&mut self) -> &mut Conn<'a, S> {
         self.conn
-    }
-}
-
-/// Per-connection state of a [`Framed`] handler: the application's state, and
-/// the connection's own codec when the codec keeps decoding state (boxed, made
-/// on first use; stateless codecs are shared by the loop).
-#[derive(Debug)]
-pub struct FramedState<S, C> {
-    codec: Option<Box<C>>,
-    user: S,
-}
-
-impl<S, C> FramedState<S, C> {
-    /// The state a dialed connection starts with
-    /// ([`Engine::connect`](crate::Engine::connect) takes the handler's `State`,
-    /// which for a [`Framed`] handler is this).
-    pub fn new(user: S) -> Self {
-        FramedState { codec: None, user }
-    }
-}
-
-impl<S: Default, C> Default for FramedState<S, C> {
-    fn default() -> Self {
-        FramedState {
-            codec: None,
-            user: S::default(),
-        }
-    }
-}
-
-/// The application's state and the codec to decode this connection with: its
-/// own for a stateful codec, the loop's shared one otherwise.
-fn split_state<'s, S, C: Codec>(
-    st: &'s mut FramedState<S, C>,
-    shared: &'s mut C,
-) -> (&'s mut S, &'s mut C) {
-    if shared.is_stateless() {
-        (&mut st.user, shared)
-    } else {
-        let own = st.codec.get_or_insert_with(|| Box::new(shared.clone()));
-        (&mut st.user, own)
-    }
-}
-
-/// Adapts a [`FrameHandler`] and a [`Codec`] into an [`EventHandler`].
-#[derive(Debug, Clone)]
-pub struct Framed<H: FrameHandler> {
-    codec: H::Codec,
-    handler: H,
-}
-
-impl<H: FrameHandler> Framed<H> {
-    /// Frames with `codec` (each connection gets a clone) and calls `handler`.
-    pub fn new(codec: H::Codec, handler: H) -> Self {
-        Framed { codec, handler }
-    }
-
-    /// Runs `f` with the application's view of the connection.
-    fn with<R>(
-        &mut self,
-        conn: &mut Conn<'_, FramedState<H::State, H::Codec>>,
-        f: impl FnOnce(&mut H, &mut FrameConn<'_, '_, H::State, H::Codec>) -> R,
-    ) -> R {
-        let shared = &mut self.codec;
-        let handler = &mut self.handler;
-        conn.project(
-            move |st| split_state(st, shared),
-            |conn, codec| f(handler, &mut FrameConn { conn, codec }),
-        )
-    }
-}
-
-impl<H: FrameHandler> EventHandler for Framed<H> {
-    type State = FramedState<H::State, H::Codec>;
-
-    fn on_boot(&mut self, ctx: &mut LoopCtx<'_>) {
-        self.handler.on_boot(ctx);
-    }
-
-    fn on_open(&mut self, conn: &mut Conn<'_, Self::State>) -> Action {
-        // A fresh codec per stream: a redialed link keeps its state, not the old
-        // stream's decoding position.
-        conn.state_mut().codec = None;
-        self.with(conn, |h, c| h.on_open(c))
-    }
-
-    fn on_traffic(&mut self, conn: &mut Conn<'_, Self::State>) -> Action {
-        let handler = &mut self.handler;
-        let shared = &mut self.codec;
-        conn.project(
-            move |st| split_state(st, shared),
-            |conn, codec| loop {
-                let input = conn.read_buf();
-                match codec.decode(input) {
-                    Ok(Decoded::Frame(frame)) => {
-                        let payload = frame.payload(input);
-                        conn.count_frame_in();
-                        let start = conn.consumed;
-                        let action = handler.on_frame(&mut FrameConn { conn, codec }, payload);
-                        // The frame is consumed here whatever the handler did with
-                        // `consume`: framing owns the input position.
-                        conn.consumed = start + frame.consumed();
-                        if action != Action::Continue || conn.is_closing() {
-                            return action;
-                        }
-                    }
-                    Ok(Decoded::Incomplete { .. }) => return Action::Continue,
-                    Err(e) => {
-                        conn.close_with(CloseReason::Protocol(e));
-                        return Action::Continue;
-                    }
-                }
-            },
-        )
-    }
-
-    fn on_close(&mut self, conn: &mut Conn<'_, Self::State>, reason: &CloseReason) {
-        self.with(conn, |h, c| h.on_close(c, reason));
-    }
-
-    fn on_wake(&mut self, conn: &mut Conn<'_, Self::State>) -> Action {
-        self.with(conn, |h, c| h.on_wake(c))
-    }
-
-    fn on_writable(&mut self, conn: &mut Conn<'_, Self::State>) -> Action {
-        self.with(conn, |h, c| h.on_writable(c))
-    }
-
-    fn on_idle(&mut self, conn: &mut Conn<'_, Self::State>, kind: Idle) -> Action {
-        self.with(conn, |h, c| h.on_idle(c, kind))
-    }
-
-    fn on_heartbeat(&mut self, conn: &mut Conn<'_, Self::State>) -> Action {
-        self.with(conn, |h, c| h.on_heartbeat(c))
-    }
-
-    fn on_timer(&mut self, conn: &mut Conn<'_, Self::State>, key: u64) -> Action {
-        self.with(conn, |h, c| h.on_timer(c, key))
-    }
-
-    fn on_tick(&mut self, ctx: &mut LoopCtx<'_>) -> Option<Duration> {
-        self.handler.on_tick(ctx)
-    }
-
-    fn on_connect_failed(
-        &mut self,
-        ctx: &mut LoopCtx<'_>,
-        failure: &ConnectFailure,
-        state: &mut Self::State,
-    ) {
-        self.handler
-            .on_connect_failed(ctx, failure, &mut state.user);
-    }
-
-    fn on_reconnecting(&mut self, ctx: &mut LoopCtx<'_>, redial: &Redial, state: &mut Self::State) {
-        self.handler.on_reconnecting(ctx, redial, &mut state.user);
-    }
-
-    fn on_shutdown(&mut self, ctx: &mut LoopCtx<'_>) {
-        self.handler.on_shutdown(ctx);
     }
 }

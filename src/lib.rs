@@ -54,7 +54,7 @@
 //! - Timers: idle timeouts, heartbeats and the frame timeout in [`Options`] and on
 //!   [`Conn`]; user timers with [`Conn::set_timer`]; the wheel itself in
 //!   [`timer`].
-//! - Framing: [`codec`] and [`FrameHandler`] / [`Framed`].
+//! - Framing: [`codec`], split inside `on_traffic` with [`decode_frames`].
 //! - Clients: [`Engine::connect_with`], [`client::backoff`], [`client::pool`].
 //! - UDP: [`EventHandler::on_datagram`] and [`Datagram`]; Unix sockets through
 //!   `unix://` addresses ([`net::ListenAddr`]).
@@ -105,7 +105,7 @@ pub use ctx::LoopCtx;
 pub use datagram::Datagram;
 pub use engine::{Engine, EngineBuilder};
 pub use error::{Error, SendError};
-pub use framed::{FrameConn, FrameHandler, Framed, FramedState};
+pub use framed::{FrameConn, decode_frames, decode_frames_with_state_codec, write_frame};
 pub use handler::EventHandler;
 pub use id::ConnId;
 pub use lb::LoadBalancer;

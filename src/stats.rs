@@ -118,9 +118,10 @@ pub struct Counts {
     pub bytes_in: u64,
     /// Bytes written to sockets.
     pub bytes_out: u64,
-    /// Frames decoded by [`Framed`](crate::Framed) handlers.
+    /// Frames decoded by [`decode_frames`](crate::decode_frames).
     pub frames_in: u64,
-    /// Frames written with [`FrameConn::write_frame`](crate::FrameConn::write_frame).
+    /// Frames written with [`FrameConn::write_frame`](crate::FrameConn::write_frame)
+    /// and [`write_frame`](crate::write_frame).
     pub frames_out: u64,
     /// Commands dropped because their connection id was stale.
     pub stale_commands: u64,

@@ -16,8 +16,7 @@ use std::time::{Duration, Instant};
 
 use tether::codec::LengthPrefixed;
 use tether::{
-    Action, CloseReason, Conn, ConnId, Engine, EventHandler, FrameConn, FrameHandler, Framed,
-    Options, SendError,
+    Action, CloseReason, Conn, ConnId, Engine, EventHandler, Options, SendError, decode_frames,
 };
 use util::*;
 
@@ -360,27 +359,30 @@ fn half_close_with_pending_output_delivers_everything_then_closes_peer_closed() 
 
 /// Echoes frames; reports closes.
 struct FrameEcho {
+    codec: LengthPrefixed,
     tx: Sender<Ev>,
 }
 
-impl FrameHandler for FrameEcho {
+impl EventHandler for FrameEcho {
     type State = ();
-    type Codec = LengthPrefixed;
 
-    fn on_frame(&mut self, conn: &mut FrameConn<'_, '_, (), LengthPrefixed>, f: &[u8]) -> Action {
-        conn.write_frame(f).unwrap();
-        Action::Continue
+    fn on_traffic(&mut self, conn: &mut Conn<'_, ()>) -> Action {
+        decode_frames(conn, &mut self.codec, |conn, f| {
+            conn.write_frame(f).unwrap();
+            Action::Continue
+        })
     }
 
-    fn on_close(&mut self, conn: &mut FrameConn<'_, '_, (), LengthPrefixed>, r: &CloseReason) {
+    fn on_close(&mut self, conn: &mut Conn<'_, ()>, r: &CloseReason) {
         let _ = self.tx.send(Ev::Close(conn.id(), reason_name(r)));
     }
 }
 
 fn frame_echo(o: Options) -> (Engine, Receiver<Ev>) {
     let (tx, rx) = channel();
-    let engine = start(o, move |_| {
-        Framed::new(LengthPrefixed::new(), FrameEcho { tx: tx.clone() })
+    let engine = start(o, move |_| FrameEcho {
+        codec: LengthPrefixed::new(),
+        tx: tx.clone(),
     });
     (engine, rx)
 }
@@ -515,15 +517,15 @@ fn a_dialed_connection_to_a_trickling_server_closes_with_frame_timeout() {
     o.frame_timeout = Some(timeout);
     o.read_idle_timeout = Some(Duration::from_millis(200));
     let (tx, rx) = channel();
-    let engine =
-        Engine::builder(move |_| Framed::new(LengthPrefixed::new(), FrameEcho { tx: tx.clone() }))
-            .options(o)
-            .start()
-            .unwrap();
+    let engine = Engine::builder(move |_| FrameEcho {
+        codec: LengthPrefixed::new(),
+        tx: tx.clone(),
+    })
+    .options(o)
+    .start()
+    .unwrap();
     let started = Instant::now();
-    engine
-        .connect(addr, tether::FramedState::<(), LengthPrefixed>::new(()))
-        .unwrap();
+    engine.connect(addr, ()).unwrap();
     assert_eq!(closes(&rx, 1), ["FrameTimeout"]);
     assert!(started.elapsed() >= timeout, "{:?}", started.elapsed());
     engine.stop();

@@ -6,26 +6,48 @@ use std::io::Write;
 use std::sync::mpsc::{Sender, channel};
 
 use tether::codec::{Codec, CodecError, Delimited, LengthPrefixed};
-use tether::{Action, CloseReason, Engine, FrameConn, FrameHandler, Framed};
+use tether::{Action, CloseReason, Conn, Engine, EventHandler, decode_frames};
 use util::*;
 
-/// Echoes every frame as a frame; reports close reasons.
+/// Echoes every frame as a frame, all frames of one read in one write; counts
+/// reads and frames; reports close reasons.
 struct Echo<C> {
+    codec: C,
     tx: Sender<String>,
-    _codec: std::marker::PhantomData<C>,
 }
 
-impl<C: Codec> FrameHandler for Echo<C> {
-    type State = u64;
-    type Codec = C;
+/// Frames and reads seen, and the connection's own codec when it keeps state.
+struct Seen<C> {
+    frames: u64,
+    codec: Option<C>,
+}
 
-    fn on_frame(&mut self, conn: &mut FrameConn<'_, '_, u64, C>, frame: &[u8]) -> Action {
-        *conn.state_mut() += 1;
-        conn.write_frame(frame).expect("an echoed frame fits");
-        Action::Continue
+impl<C> Default for Seen<C> {
+    fn default() -> Self {
+        Seen {
+            frames: 0,
+            codec: None,
+        }
+    }
+}
+
+impl<C: Codec> EventHandler for Echo<C> {
+    type State = Seen<C>;
+
+    fn on_traffic(&mut self, conn: &mut Conn<'_, Seen<C>>) -> Action {
+        let on_frame = |conn: &mut tether::FrameConn<'_, '_, Seen<C>, C>, frame: &[u8]| {
+            conn.state_mut().frames += 1;
+            conn.write_frame(frame).expect("an echoed frame fits");
+            Action::Continue
+        };
+        if self.codec.is_stateless() {
+            decode_frames(conn, &mut self.codec, on_frame)
+        } else {
+            tether::decode_frames_with_state_codec(conn, |s| &mut s.codec, &self.codec, on_frame)
+        }
     }
 
-    fn on_close(&mut self, _conn: &mut FrameConn<'_, '_, u64, C>, reason: &CloseReason) {
+    fn on_close(&mut self, _conn: &mut Conn<'_, Seen<C>>, reason: &CloseReason) {
         let text = match reason {
             CloseReason::Protocol(e) => format!("Protocol: {e:?}"),
             other => reason_name(other),
@@ -36,14 +58,9 @@ impl<C: Codec> FrameHandler for Echo<C> {
 
 fn start<C: Codec + Sync>(codec: C) -> (Engine, std::sync::mpsc::Receiver<String>) {
     let (tx, rx) = channel();
-    let engine = Engine::builder(move |_| {
-        Framed::new(
-            codec.clone(),
-            Echo {
-                tx: tx.clone(),
-                _codec: Default::default(),
-            },
-        )
+    let engine = Engine::builder(move |_| Echo {
+        codec: codec.clone(),
+        tx: tx.clone(),
     })
     .loops(1)
     .listen("127.0.0.1:0")
@@ -144,14 +161,9 @@ fn a_four_gib_length_claim_costs_only_the_bytes_received() {
     let (tx, rx) = channel();
     let mut opts = tether::Options::default();
     opts.max_inbound = usize::MAX / 2;
-    let engine = Engine::builder(move |_| {
-        Framed::new(
-            codec.clone(),
-            Echo {
-                tx: tx.clone(),
-                _codec: Default::default(),
-            },
-        )
+    let engine = Engine::builder(move |_| Echo {
+        codec: codec.clone(),
+        tx: tx.clone(),
     })
     .options(opts)
     .loops(1)
@@ -197,5 +209,67 @@ fn a_stateful_codec_keeps_separate_state_per_connection() {
     b.write_all(b"\n").unwrap();
     assert_eq!(read_n(&mut a, 10), b"alpha-one\n");
     assert_eq!(read_n(&mut b, 15), b"beta-two-three\n");
+    engine.stop();
+}
+
+/// Echoes frames and, after the frames of each read, one frame naming how many
+/// there were: the end-of-batch hook is the code after `decode_frames`.
+struct BatchEcho(LengthPrefixed);
+
+impl EventHandler for BatchEcho {
+    type State = ();
+
+    fn on_traffic(&mut self, conn: &mut Conn<'_, ()>) -> Action {
+        let mut frames = 0u32;
+        let action = decode_frames(conn, &mut self.0, |conn, frame| {
+            frames += 1;
+            conn.write_frame(frame).expect("an echoed frame fits");
+            Action::Continue
+        });
+        if frames > 0 {
+            let codec = self.0.clone();
+            tether::write_frame(conn, &codec, format!("end {frames}").as_bytes())
+                .expect("a short frame fits");
+        }
+        action
+    }
+}
+
+#[test]
+fn the_code_after_decode_frames_runs_once_per_read_after_its_frames() {
+    let engine = Engine::builder(|_| BatchEcho(LengthPrefixed::new()))
+        .loops(1)
+        .listen("127.0.0.1:0")
+        .start()
+        .unwrap();
+    let mut c = connect(engine.local_addrs()[0]);
+    let payloads: Vec<Vec<u8>> = (0..50).map(|i| pattern(10 + i, i as u64)).collect();
+    let wire: Vec<u8> = payloads.iter().flat_map(|p| frame(p)).collect();
+    c.write_all(&wire).unwrap();
+    // Every payload comes back in order; each batch is followed by its count.
+    let mut echoed = 0;
+    let mut pending_in_batch = 0;
+    while echoed < payloads.len() || pending_in_batch > 0 {
+        let len = u32::from_be_bytes(read_n(&mut c, 4).try_into().unwrap()) as usize;
+        let body = read_n(&mut c, len);
+        match body.strip_prefix(b"end ") {
+            Some(n) => {
+                let n: usize = std::str::from_utf8(n).unwrap().parse().unwrap();
+                assert_eq!(n, pending_in_batch, "a batch count names its frames");
+                pending_in_batch = 0;
+            }
+            None => {
+                assert_eq!(body, payloads[echoed]);
+                echoed += 1;
+                pending_in_batch += 1;
+            }
+        }
+    }
+    let totals = engine.stats().total;
+    assert_eq!(totals.frames_in, 50);
+    assert!(
+        totals.frames_out > 50,
+        "echoes and batch counts are counted"
+    );
     engine.stop();
 }

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use tether::codec::LengthPrefixed;
 use tether::{
-    Action, CloseReason, Conn, ConnId, Counts, Engine, EventHandler, FrameConn, FrameHandler,
-    Framed, LoopCtx, Options, SendError, Stats,
+    Action, CloseReason, Conn, ConnId, Counts, Engine, EventHandler, LoopCtx, Options, SendError,
+    Stats, decode_frames,
 };
 use util::*;
 
@@ -657,37 +657,39 @@ fn stop_with_timeout_stops_accepting_flushes_and_closes_the_rest_at_the_deadline
 /// closes, `panic` panics, `big` answers a 6 MiB frame (more than the kernel
 /// buffers of a loopback peer that does not read), anything else echoes.
 struct Script {
+    codec: LengthPrefixed,
     tx: Sender<Ev>,
 }
 
-impl FrameHandler for Script {
+impl EventHandler for Script {
     type State = ();
-    type Codec = LengthPrefixed;
 
-    fn on_open(&mut self, conn: &mut FrameConn<'_, '_, (), LengthPrefixed>) -> Action {
+    fn on_open(&mut self, conn: &mut Conn<'_, ()>) -> Action {
         let _ = self.tx.send(Ev::Open(conn.id()));
         Action::Continue
     }
 
-    fn on_frame(&mut self, conn: &mut FrameConn<'_, '_, (), LengthPrefixed>, f: &[u8]) -> Action {
-        match f {
-            b"id?" => {
-                let id = conn.id().to_string();
-                conn.write_frame(id.as_bytes()).unwrap();
+    fn on_traffic(&mut self, conn: &mut Conn<'_, ()>) -> Action {
+        decode_frames(conn, &mut self.codec, |conn, f| {
+            match f {
+                b"id?" => {
+                    let id = conn.id().to_string();
+                    conn.write_frame(id.as_bytes()).unwrap();
+                }
+                b"timer" => {
+                    conn.set_timer(Duration::from_secs(600), 1);
+                    conn.write_frame(b"armed").unwrap();
+                }
+                b"close" => return Action::Close,
+                b"panic" => panic!("scripted panic"),
+                b"big" => conn.write_frame(&vec![7u8; BIG]).unwrap(),
+                other => conn.write_frame(other).unwrap(),
             }
-            b"timer" => {
-                conn.set_timer(Duration::from_secs(600), 1);
-                conn.write_frame(b"armed").unwrap();
-            }
-            b"close" => return Action::Close,
-            b"panic" => panic!("scripted panic"),
-            b"big" => conn.write_frame(&vec![7u8; BIG]).unwrap(),
-            other => conn.write_frame(other).unwrap(),
-        }
-        Action::Continue
+            Action::Continue
+        })
     }
 
-    fn on_close(&mut self, conn: &mut FrameConn<'_, '_, (), LengthPrefixed>, r: &CloseReason) {
+    fn on_close(&mut self, conn: &mut Conn<'_, ()>, r: &CloseReason) {
         let _ = self.tx.send(Ev::Close(conn.id(), reason_name(r)));
     }
 }
@@ -769,12 +771,14 @@ fn stats_add_up_in_a_scripted_scenario() {
     options.reuse_port = true;
     options.max_connections = 6;
     options.max_outbound = 2 * BIG;
-    let engine =
-        Engine::builder(move |_| Framed::new(LengthPrefixed::new(), Script { tx: tx.clone() }))
-            .options(options)
-            .listen("127.0.0.1:0")
-            .start()
-            .unwrap();
+    let engine = Engine::builder(move |_| Script {
+        codec: LengthPrefixed::new(),
+        tx: tx.clone(),
+    })
+    .options(options)
+    .listen("127.0.0.1:0")
+    .start()
+    .unwrap();
     let addr = engine.local_addrs()[0];
     let (mut bytes_in, mut bytes_out) = (0u64, 0u64);
     let mut send = |s: &mut TcpStream, payload: &[u8]| {

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use tether::codec::LengthPrefixed;
-use tether::{Action, Conn, Engine, EventHandler, FrameConn, FrameHandler, Framed, Options};
+use tether::{Action, Conn, Engine, EventHandler, Options, decode_frames};
 
 use super::Running;
 use crate::common::wire::Proto;
@@ -32,7 +32,7 @@ pub(super) fn start(
             .options(options)
             .listen(addr)
             .start(),
-        Proto::Frame => Engine::builder(|_loop| Framed::new(LengthPrefixed::new(), FrameEcho))
+        Proto::Frame => Engine::builder(|_loop| FrameEcho(LengthPrefixed::new()))
             .options(options)
             .listen(addr)
             .start(),
@@ -59,20 +59,17 @@ impl EventHandler for Echo {
 }
 
 /// Echoes each length-prefixed frame through tether's frame layer.
-struct FrameEcho;
+struct FrameEcho(LengthPrefixed);
 
-impl FrameHandler for FrameEcho {
+impl EventHandler for FrameEcho {
     type State = ();
-    type Codec = LengthPrefixed;
 
-    fn on_frame(
-        &mut self,
-        conn: &mut FrameConn<'_, '_, (), LengthPrefixed>,
-        frame: &[u8],
-    ) -> Action {
-        match conn.write_frame(frame) {
-            Ok(()) => Action::Continue,
-            Err(_) => Action::Close,
-        }
+    fn on_traffic(&mut self, conn: &mut Conn<'_, ()>) -> Action {
+        decode_frames(conn, &mut self.0, |conn, frame| {
+            match conn.write_frame(frame) {
+                Ok(()) => Action::Continue,
+                Err(_) => Action::Close,
+            }
+        })
     }
 }

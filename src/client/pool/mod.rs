@@ -40,18 +40,19 @@
 //! use std::time::Duration;
 //! use tether::client::pool::{Pick, Pool};
 //! use tether::codec::LengthPrefixed;
-//! use tether::{Action, Engine, FrameConn, FrameHandler, Framed};
+//! use tether::{Action, Conn, Engine, EventHandler, decode_frames};
 //!
 //! // A length-prefixed echo server to talk to.
-//! struct Echo;
-//! impl FrameHandler for Echo {
+//! struct Echo(LengthPrefixed);
+//! impl EventHandler for Echo {
 //!     type State = ();
-//!     type Codec = LengthPrefixed;
-//!     fn on_frame(&mut self, conn: &mut FrameConn<'_, '_, (), LengthPrefixed>, f: &[u8]) -> Action {
-//!         conn.write_frame(f).map_or(Action::Close, |()| Action::Continue)
+//!     fn on_traffic(&mut self, conn: &mut Conn<'_, ()>) -> Action {
+//!         decode_frames(conn, &mut self.0, |conn, f| {
+//!             conn.write_frame(f).map_or(Action::Close, |()| Action::Continue)
+//!         })
 //!     }
 //! }
-//! let server = Engine::builder(|_| Framed::new(LengthPrefixed::new(), Echo))
+//! let server = Engine::builder(|_| Echo(LengthPrefixed::new()))
 //!     .loops(1)
 //!     .listen("127.0.0.1:0")
 //!     .start()?;
