@@ -258,7 +258,12 @@ impl Args {
                     a.conns = number(&flag, value()?, 1, 1_000_000)? as u32;
                 }
                 "--heartbeat-ms" => {
-                    a.heartbeat = Some(Duration::from_millis(number(&flag, value()?, 1, 86_400_000)?))
+                    a.heartbeat = Some(Duration::from_millis(number(
+                        &flag,
+                        value()?,
+                        1,
+                        86_400_000,
+                    )?))
                 }
                 "--no-reconnect" => a.reconnect = false,
                 "--json" => a.json = Some(PathBuf::from(value()?)),
@@ -280,7 +285,9 @@ impl Args {
 fn number(flag: &str, v: String, min: u64, max: u64) -> Result<u64, CliError> {
     match v.parse::<u64>() {
         Ok(n) if (min..=max).contains(&n) => Ok(n),
-        _ => Err(usage(format!("{flag} {v:?}: a whole number from {min} to {max}"))),
+        _ => Err(usage(format!(
+            "{flag} {v:?}: a whole number from {min} to {max}"
+        ))),
     }
 }
 
@@ -305,7 +312,17 @@ mod tests {
 
     #[test]
     fn flags_and_errors() {
-        let a = parse(&["--proto", "resp", "--depth", "16", "--duration", "500ms", "--rate", "1000"]).unwrap();
+        let a = parse(&[
+            "--proto",
+            "resp",
+            "--depth",
+            "16",
+            "--duration",
+            "500ms",
+            "--rate",
+            "1000",
+        ])
+        .unwrap();
         assert_eq!(a.proto, ProtoChoice::Resp);
         assert_eq!(a.depth, 16);
         assert_eq!(a.duration, Duration::from_millis(500));

@@ -311,7 +311,12 @@ impl<P: Protocol> EventHandler for LoadHandler<P> {
         self.publish();
     }
 
-    fn on_reconnecting(&mut self, _ctx: &mut LoopCtx<'_>, _redial: &Redial, _state: &mut Self::State) {
+    fn on_reconnecting(
+        &mut self,
+        _ctx: &mut LoopCtx<'_>,
+        _redial: &Redial,
+        _state: &mut Self::State,
+    ) {
         self.counters.add(Counter::Reconnects, 1);
         self.publish();
     }

@@ -37,7 +37,10 @@ fn main() -> ExitCode {
     let size = args.size;
     let (name, outcome) = match args.proto {
         ProtoChoice::Echo => ("echo".to_string(), go(&args, Echo::new(size.unwrap_or(64)))),
-        ProtoChoice::Frame => ("frame".to_string(), go(&args, Frame::new(size.unwrap_or(64)))),
+        ProtoChoice::Frame => (
+            "frame".to_string(),
+            go(&args, Frame::new(size.unwrap_or(64))),
+        ),
         ProtoChoice::Http => (
             format!("http GET {}", args.path),
             go(&args, Http::new(&host, &args.path, &args.headers)),

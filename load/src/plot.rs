@@ -46,7 +46,10 @@ fn trim(v: f64) -> String {
 }
 
 fn polyline(s: &mut String, points: &[(f64, f64)], color: &str, width: f64) {
-    let pts: Vec<String> = points.iter().map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
+    let pts: Vec<String> = points
+        .iter()
+        .map(|(x, y)| format!("{x:.1},{y:.1}"))
+        .collect();
     let _ = writeln!(
         s,
         r#"<polyline fill="none" stroke="{color}" stroke-width="{width}" stroke-linejoin="round" points="{}"/>"#,
@@ -54,7 +57,10 @@ fn polyline(s: &mut String, points: &[(f64, f64)], color: &str, width: f64) {
     );
     if points.len() == 1 {
         let (x, y) = points[0];
-        let _ = writeln!(s, r#"<circle cx="{x:.1}" cy="{y:.1}" r="3" fill="{color}"/>"#);
+        let _ = writeln!(
+            s,
+            r#"<circle cx="{x:.1}" cy="{y:.1}" r="3" fill="{color}"/>"#
+        );
     }
 }
 
@@ -88,7 +94,10 @@ pub fn svg(title: &str, series: &[Second]) -> String {
         grid(&mut s, y1(v), &short(v));
         v += ystep;
     }
-    let pts: Vec<(f64, f64)> = series.iter().map(|p| (x(f64::from(p.t)), y1(p.rps))).collect();
+    let pts: Vec<(f64, f64)> = series
+        .iter()
+        .map(|p| (x(f64::from(p.t)), y1(p.rps)))
+        .collect();
     polyline(&mut s, &pts, "#1f77b4", 2.0);
     legend(&mut s, top1 + 20.0, &[("#1f77b4", "requests/s")]);
 
@@ -99,8 +108,15 @@ pub fn svg(title: &str, series: &[Second]) -> String {
         .iter()
         .map(|p| positive(p.p50_us))
         .fold(f64::INFINITY, f64::min);
-    let hi = series.iter().map(|p| positive(p.p999_us)).fold(0.0, f64::max);
-    let (lo, hi) = if series.is_empty() { (1.0, 10.0) } else { (lo, hi) };
+    let hi = series
+        .iter()
+        .map(|p| positive(p.p999_us))
+        .fold(0.0, f64::max);
+    let (lo, hi) = if series.is_empty() {
+        (1.0, 10.0)
+    } else {
+        (lo, hi)
+    };
     let dec_lo = lo.log10().floor();
     let dec_hi = hi.log10().ceil().max(dec_lo + 1.0);
     let y2 = |v: f64| {
@@ -126,12 +142,19 @@ pub fn svg(title: &str, series: &[Second]) -> String {
         d += 1.0;
     }
     let lines = [
-        ("#2ca02c", "p50", Box::new(|p: &Second| p.p50_us) as Box<dyn Fn(&Second) -> f64>),
+        (
+            "#2ca02c",
+            "p50",
+            Box::new(|p: &Second| p.p50_us) as Box<dyn Fn(&Second) -> f64>,
+        ),
         ("#ff7f0e", "p99", Box::new(|p: &Second| p.p99_us)),
         ("#d62728", "p99.9", Box::new(|p: &Second| p.p999_us)),
     ];
     for (color, _, f) in &lines {
-        let pts: Vec<(f64, f64)> = series.iter().map(|p| (x(f64::from(p.t)), y2(f(p)))).collect();
+        let pts: Vec<(f64, f64)> = series
+            .iter()
+            .map(|p| (x(f64::from(p.t)), y2(f(p))))
+            .collect();
         polyline(&mut s, &pts, color, 2.0);
     }
     let names: Vec<(&str, &str)> = lines.iter().map(|(c, n, _)| (*c, *n)).collect();

@@ -112,7 +112,11 @@ pub struct Progress {
 const POLL: Duration = Duration::from_millis(20);
 
 /// Runs `plan` on `generator`; `progress` is called once a second.
-pub fn drive(generator: &mut Generator, plan: &RunPlan, mut progress: impl FnMut(&Progress)) -> Outcome {
+pub fn drive(
+    generator: &mut Generator,
+    plan: &RunPlan,
+    mut progress: impl FnMut(&Progress),
+) -> Outcome {
     let rss_before = sys::rss_bytes();
     let start = Instant::now();
     let measure_at = start + plan.warmup;

@@ -40,7 +40,7 @@ impl Echo {
     /// Every message starts with `prefix`, which the server echoes too.
     pub fn with_prefix(size: usize, prefix: Vec<u8>) -> Echo {
         let size = size.max(1);
-        let mut rng = Rng::new(0x7e7e_4e7);
+        let mut rng = Rng::new(0x07e7_e4e7);
         let template = (0..size).map(|_| rng.next_u64() as u8).collect();
         Echo {
             size,

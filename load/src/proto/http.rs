@@ -190,7 +190,8 @@ impl Protocol for Http {
                         }
                         break;
                     };
-                    let size = parse_hex(&rest[..end - 2]).ok_or_else(|| malformed("bad chunk size"))?;
+                    let size =
+                        parse_hex(&rest[..end - 2]).ok_or_else(|| malformed("bad chunk size"))?;
                     pos += end;
                     conn.body = if size == 0 {
                         Body::Trailer
@@ -284,7 +285,11 @@ HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n10\r\n01234
 HTTP/1.1 204 No Content\r\n\r\n";
         for cut in [1, 2, 3, 7, 64, wire.len()] {
             let r = read_all(wire, cut, 4).unwrap();
-            assert_eq!((r.completed, r.refused, r.close), (4, 1, false), "cut {cut}");
+            assert_eq!(
+                (r.completed, r.refused, r.close),
+                (4, 1, false),
+                "cut {cut}"
+            );
         }
     }
 
@@ -297,7 +302,14 @@ HTTP/1.1 204 No Content\r\n\r\n";
             read_all(two, 100, 1),
             Err(ProtoError::Unexpected { .. })
         ));
-        assert!(read_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 100, 1).is_err());
+        assert!(
+            read_all(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+                100,
+                1
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -119,7 +119,7 @@ fn parts(word: &str, random: bool) -> Vec<Part> {
         match next {
             Some((at, len, part)) => {
                 if at > 0 {
-                    out.push(Part::Text(rest[..at].as_bytes().to_vec()));
+                    out.push(Part::Text(rest.as_bytes()[..at].to_vec()));
                 }
                 out.push(part);
                 rest = &rest[at + len..];
@@ -220,7 +220,10 @@ mod tests {
         );
         let keyed = one(&Resp::new(RespTest::Get.template(), 3, Some(1000)));
         let text = String::from_utf8(keyed).unwrap();
-        assert!(text.starts_with("*2\r\n$3\r\nGET\r\n$16\r\nkey:000000000"), "{text}");
+        assert!(
+            text.starts_with("*2\r\n$3\r\nGET\r\n$16\r\nkey:000000000"),
+            "{text}"
+        );
     }
 
     #[test]
