@@ -11,7 +11,8 @@
 //! connections idle that long; 0 = off, the default), `--frame-timeout-ms MS`
 //! (close a connection whose unread input is held that long; 0 = off, the
 //! default: echo consumes everything at once), `--max-connections N` (default
-//! 10000; 0 = unlimited). Prints `listening on <addr>` once it accepts; stops
+//! 10000; 0 = unlimited), `--busy-poll-us N` (low-latency mode: poll without
+//! blocking for N µs after each burst of events; 0 = off, the default). Prints `listening on <addr>` once it accepts; stops
 //! gracefully on SIGINT or SIGTERM. `--help` prints the usage; a usage error
 //! exits with status 2. Logging: `RUST_LOG=debug`.
 
@@ -53,7 +54,7 @@ impl EventHandler for Echo {
 
 const USAGE: &str = "[--addr ADDR] [--loops N] [--reuseport on|off] \
      [--lb round-robin|least-conn|source-hash] [--idle-timeout-ms MS] \
-     [--frame-timeout-ms MS] [--max-connections N]";
+     [--frame-timeout-ms MS] [--max-connections N] [--busy-poll-us N]";
 
 struct Args {
     addr: String,
@@ -91,6 +92,10 @@ fn parse_args(cli: &mut common::Cli) -> Result<Args, common::Usage> {
                     "--lb takes round-robin|least-conn|source-hash, not {}",
                     common::shown(&v)
                 ))?;
+            }
+            "--busy-poll-us" => {
+                let us = cli.number(&flag, 0..=1_000_000u64)?;
+                options.busy_poll = (us > 0).then(|| std::time::Duration::from_micros(us));
             }
             other => {
                 if !limits.flag(cli, other)? {

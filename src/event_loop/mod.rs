@@ -264,6 +264,8 @@ impl<H: EventHandler> EventLoop<H> {
                 self.close_flushed_while_stopping();
             }
         }
+        // What on_shutdown queued goes out before the sessions close.
+        self.flush_udp();
         self.close_all_sessions();
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
