@@ -40,7 +40,8 @@ Exact figures (--exact; see BENCHMARKING.md):
                           in requests), then natively under perf stat
                           -e raw_syscalls:sys_enter during a fixed load
   --servers LIST          [mio,tokio,tether]
-  --conns N --depth D     closed loop, 64 B requests  [100 connections, depth 4]
+  --conns N --depth D     closed loop  [100 connections, depth 4]
+  --proto P --sizes B     raw 64 B requests, or frame 256 B payloads  [raw]
   --exact-requests S,L    short and long load under callgrind  [20000,120000]
   --syscall-requests N    requests counted under perf  [200000]
   --rounds N              perf runs per server, median shown  [3]
@@ -109,6 +110,8 @@ impl Config {
 #[derive(Debug)]
 pub struct ExactConfig {
     pub servers: Vec<ServerKind>,
+    /// Raw echo, or frames behind a 4-byte length prefix.
+    pub proto: Proto,
     pub payload: usize,
     pub conns: usize,
     pub depth: usize,
@@ -157,9 +160,6 @@ pub fn parse(args: impl Iterator<Item = String>) -> Result<Mode, String> {
         None => vec![ServerKind::Mio, ServerKind::Tokio, ServerKind::Tether],
     };
     if args.iter().any(|a| a == "--exact") {
-        if proto != Proto::Raw {
-            return Err("--exact measures the raw echo only".into());
-        }
         let (short, long) = match list(value("--exact-requests")?, "--exact-requests")? {
             None => (20_000, 120_000),
             Some(v) if v.len() == 2 && v[0] < v[1] => (v[0] as u64, v[1] as u64),
@@ -167,7 +167,13 @@ pub fn parse(args: impl Iterator<Item = String>) -> Result<Mode, String> {
         };
         let exact = ExactConfig {
             servers,
-            payload: 64,
+            proto,
+            payload: list(value("--sizes")?, "--sizes")?
+                .and_then(|s| s.first().copied())
+                .unwrap_or(match proto {
+                    Proto::Raw => 64,
+                    Proto::Frame => 256,
+                }),
             conns: list(value("--conns")?, "--conns")?
                 .and_then(|c| c.first().copied())
                 .unwrap_or(100),

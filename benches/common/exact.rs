@@ -25,7 +25,6 @@ use super::procstat;
 use super::report::{self, Runs};
 use super::rotation::in_turn;
 use super::servers::ServerKind;
-use super::wire::Proto;
 
 /// A counted load must finish within this (valgrind runs the server 20–100× slower).
 const LOAD_LIMIT: Duration = Duration::from_secs(900);
@@ -36,7 +35,7 @@ const WARMUP: Duration = Duration::from_millis(500);
 
 pub fn run(config: &ExactConfig) -> ExitCode {
     let load = Load {
-        proto: Proto::Raw,
+        proto: config.proto,
         payload: config.payload,
         depth: config.depth,
         rate: None,
@@ -45,9 +44,11 @@ pub fn run(config: &ExactConfig) -> ExitCode {
     println!(
         "## Exact figures: {}\n\n\
          Loopback, one server loop pinned to CPU 1, load generator on CPU 0; closed loop, \
-         {} B echo requests, {} connections, {} in flight each; every echoed byte verified.\n",
+         {} B {} echo requests, {} connections, {} in flight each; every echoed byte \
+         verified.\n",
         names.join(" vs "),
         config.payload,
+        config.proto,
         config.conns,
         config.depth,
     );
@@ -114,7 +115,7 @@ fn callgrind_run(
     requests: u64,
 ) -> Result<Counted, RunError> {
     let out = callgrind_out(&format!("{kind}-{requests}"));
-    let mut launch = Launch::tcp(kind, Proto::Raw, 1);
+    let mut launch = Launch::tcp(kind, load.proto, 1);
     launch.wrapper = callgrind_wrapper(&out);
     let server = ServerChild::launch(&launch)?;
     let mut client = Client::connect(server.addr(), conns, load, Instant::now() + SLOW_SETUP)?;
@@ -255,7 +256,7 @@ fn perf_run(
     load: Load,
     config: &ExactConfig,
 ) -> Result<SyscallFigures, RunError> {
-    let server = ServerChild::spawn(kind, Proto::Raw, 1)?;
+    let server = ServerChild::spawn(kind, load.proto, 1)?;
     let mut client = Client::connect(
         server.addr(),
         config.conns,
