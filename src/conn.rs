@@ -59,6 +59,8 @@ pub struct Conn<'a, S> {
     pub(crate) dial: Option<DialId>,
     /// Index of the listener that accepted it.
     pub(crate) listener: Option<usize>,
+    /// The connection's PROXY header and TLS state, if it has either.
+    pub(crate) layer: Option<&'a crate::layer::Layer>,
 }
 
 impl<'a, S> Conn<'a, S> {
@@ -87,6 +89,7 @@ impl<'a, S> Conn<'a, S> {
             discard: false,
             dial: None,
             listener: None,
+            layer: None,
         }
     }
 
@@ -106,9 +109,32 @@ impl<'a, S> Conn<'a, S> {
         self.dial
     }
 
-    /// The peer's address (`getpeername(2)`; fails once the peer has reset).
+    /// The peer's address: the client's, as the PROXY protocol header named it
+    /// on a listener that reads one, else the socket's (`getpeername(2)`; fails
+    /// once the peer has reset).
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        match self.layer.and_then(|l| l.peer_addr()) {
+            Some(addr) => Ok(addr),
+            None => self.stream.peer_addr(),
+        }
+    }
+
+    /// The socket's own peer address, which behind a balancer speaking the PROXY
+    /// protocol is the balancer's.
+    pub fn socket_peer_addr(&self) -> io::Result<SocketAddr> {
         self.stream.peer_addr()
+    }
+
+    /// The PROXY protocol header the connection started with (its addresses and
+    /// TLVs), on a listener that reads one.
+    pub fn proxy_header(&self) -> Option<&crate::proxy::ProxyHeader> {
+        self.layer.and_then(|l| l.proxy_header())
+    }
+
+    /// The TLS session of a `tls://` or TLS-dialed connection (ALPN, version).
+    #[cfg(feature = "tls")]
+    pub fn tls(&self) -> Option<&crate::tls::TlsSession> {
+        self.layer.and_then(|l| l.tls())
     }
 
     /// The local address of the socket.

@@ -86,6 +86,7 @@ mod handler;
 pub mod http;
 mod id;
 mod inbox;
+mod layer;
 mod lb;
 pub mod memory;
 pub mod net;

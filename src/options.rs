@@ -110,6 +110,8 @@ pub struct Options {
     pub busy_poll: Option<Duration>,
     /// `(listener index, settings)` of the UDP listeners that keep sessions.
     pub(crate) udp_sessions: Vec<(usize, crate::udp_session::SessionOptions)>,
+    /// PROXY protocol and TLS settings of the listeners.
+    pub(crate) layers: crate::layer::LayerSetup,
 }
 
 impl Default for Options {
@@ -146,6 +148,7 @@ impl Default for Options {
             max_udp_queued: 4 * 1024 * 1024,
             busy_poll: None,
             udp_sessions: Vec::new(),
+            layers: Default::default(),
         }
     }
 }

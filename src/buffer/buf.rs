@@ -86,6 +86,12 @@ impl Buf {
         &self.data[self.head..self.tail]
     }
 
+    /// The readable bytes, mutably (for in-place transforms such as decryption).
+    #[inline]
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        &mut self.data[self.head..self.tail]
+    }
+
     /// Drops the first `n` readable bytes.
     ///
     /// # Panics

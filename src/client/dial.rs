@@ -44,6 +44,10 @@ pub struct ConnectOptions {
     pub reconnect: Option<BackoffPolicy>,
     /// The loop to run the connection on; `None` takes the loops in turn.
     pub loop_id: Option<usize>,
+    /// TLS over the connection (feature `tls`): `on_open` runs once the
+    /// handshake completed, and the handler reads and writes plaintext.
+    #[cfg(feature = "tls")]
+    pub tls: Option<crate::tls::ClientTls>,
 }
 
 impl Default for ConnectOptions {
@@ -52,6 +56,8 @@ impl Default for ConnectOptions {
             timeout: Duration::from_secs(10),
             reconnect: None,
             loop_id: None,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }
@@ -72,6 +78,13 @@ impl ConnectOptions {
     /// Pins the connection to one loop.
     pub fn on_loop(mut self, loop_id: usize) -> Self {
         self.loop_id = Some(loop_id);
+        self
+    }
+
+    /// Runs TLS over the connection (feature `tls`).
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: crate::tls::ClientTls) -> Self {
+        self.tls = Some(tls);
         self
     }
 }

@@ -60,7 +60,42 @@ where
     /// Adds an address to listen on: `host:port` or `tcp://host:port`.
     /// Parsed by [`start`](EngineBuilder::start), which reports a bad one.
     pub fn listen(mut self, addr: impl Into<String>) -> Self {
-        self.addrs.push(addr.into());
+        let addr = addr.into();
+        match addr.strip_prefix("tls://") {
+            Some(rest) => {
+                self.options.layers.tls_listeners.push(self.addrs.len());
+                self.addrs.push(format!("tcp://{rest}"));
+            }
+            None => self.addrs.push(addr),
+        }
+        self
+    }
+
+    /// The rustls server configuration of every `tls://` listener (feature
+    /// `tls`): certificates (or a `ResolvesServerCert` that picks one by SNI),
+    /// ALPN protocols, versions. Handlers of those listeners see plaintext only;
+    /// `on_open` runs once the handshake completed.
+    #[cfg(feature = "tls")]
+    pub fn tls_config(mut self, config: std::sync::Arc<rustls::ServerConfig>) -> Self {
+        self.options.layers.tls = Some(config);
+        self
+    }
+
+    /// How long a TLS client has to complete its handshake before the
+    /// connection closes with `CloseReason::Tls(TlsError::HandshakeTimeout)`.
+    /// Default: 10 s.
+    pub fn tls_handshake_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.options.layers.handshake_timeout = timeout;
+        self
+    }
+
+    /// Reads a PROXY protocol header on every stream listener before the first
+    /// callback ([`crate::proxy`]); [`Conn::peer_addr`](crate::Conn::peer_addr)
+    /// then answers the client's address from it. A missing (when required),
+    /// malformed, oversized or late header closes the connection with
+    /// [`CloseReason::Proxy`](crate::CloseReason::Proxy), unheard by the handler.
+    pub fn proxy_protocol(mut self, config: crate::proxy::ProxyConfig) -> Self {
+        self.options.layers.proxy = (config.mode != crate::proxy::ProxyMode::Off).then_some(config);
         self
     }
 
@@ -83,8 +118,10 @@ where
     /// Replaces all options at once (sessions set by `listen_sessions` stay).
     pub fn options(mut self, options: Options) -> Self {
         let sessions = std::mem::take(&mut self.options.udp_sessions);
+        let layers = std::mem::take(&mut self.options.layers);
         self.options = options;
         self.options.udp_sessions = sessions;
+        self.options.layers = layers;
         self
     }
 
@@ -113,13 +150,14 @@ where
     /// [`Error::Addr`] for an unparsable address, [`Error::Io`] when binding or
     /// creating a poller fails, [`Error::InvalidOption`] for inconsistent options.
     pub fn start(self) -> Result<Engine, Error> {
-        let opts = self.options;
+        let mut opts = self.options;
         validate(&opts)?;
         let addrs = self
             .addrs
             .iter()
             .map(|a| ListenAddr::parse(a))
             .collect::<Result<Vec<_>, _>>()?;
+        opts.layers.build(&addrs).map_err(Error::InvalidOption)?;
         if opts
             .udp_sessions
             .iter()

@@ -117,6 +117,14 @@ impl<H: EventHandler> EventLoop<H> {
         if let Err(e) = self.opts.socket.apply_to_conn(&sock, !stream.is_unix()) {
             log::debug!("socket options on an accepted connection: {e}");
         }
+        let layer = match self.listener_layer(listener) {
+            Ok(layer) => layer,
+            Err(reason) => {
+                log::warn!("loop {}: refused a connection: {reason}", self.core.loop_id);
+                counters.open.fetch_sub(1, Ordering::Relaxed);
+                return;
+            }
+        };
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         let registered = key <= MAX_CONN_KEY
@@ -144,9 +152,12 @@ impl<H: EventHandler> EventLoop<H> {
             outbound: None,
             timing: Timing::new(self.core.now_ms),
             dial: None,
+            layer,
             state: H::State::default(),
         });
         self.rearm(key);
-        self.callback(key, Callback::Open);
+        if !self.layer_pending(key) {
+            self.callback(key, Callback::Open);
+        }
     }
 }

@@ -27,6 +27,9 @@ pub(super) struct DialInfo {
     pub(super) addr: ListenAddr,
     pub(super) timeout: Duration,
     pub(super) backoff: Option<Backoff>,
+    /// TLS to run over the connection once connected.
+    #[cfg(feature = "tls")]
+    pub(super) tls: Option<crate::tls::ClientTls>,
 }
 
 /// A link waiting for its next attempt, holding the application's state.
@@ -55,7 +58,11 @@ impl<H: EventHandler> EventLoop<H> {
             }
         };
         let ConnectOptions {
-            timeout, reconnect, ..
+            timeout,
+            reconnect,
+            #[cfg(feature = "tls")]
+            tls,
+            ..
         } = options;
         let backoff = reconnect.map(|p| Backoff::new(p, dial.as_u64() ^ self.core.now_ms));
         let info = Box::new(DialInfo {
@@ -63,6 +70,8 @@ impl<H: EventHandler> EventLoop<H> {
             addr,
             timeout,
             backoff,
+            #[cfg(feature = "tls")]
+            tls,
         });
         self.start_dial(PendingDial { info, state });
     }
@@ -108,6 +117,7 @@ impl<H: EventHandler> EventLoop<H> {
             outbound: None,
             timing,
             dial: Some(info),
+            layer: None,
             state,
         });
     }
@@ -151,7 +161,9 @@ impl<H: EventHandler> EventLoop<H> {
         crate::stats::bump(&counters.accepted, 1);
         self.update_interest(key);
         self.rearm(key);
-        self.callback(key, Callback::Open);
+        if !self.dialed_layer(key) {
+            self.callback(key, Callback::Open);
+        }
     }
 
     /// The attempt in slot `key` failed (error or connect timeout).

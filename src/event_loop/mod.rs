@@ -26,6 +26,7 @@ mod accept;
 mod commands;
 pub(crate) mod core;
 mod dial;
+mod layered;
 mod listen;
 #[macro_use]
 mod sessions;
@@ -85,6 +86,8 @@ struct Slot<S> {
     timing: Timing,
     /// Set for dialed connections: where to redial and how.
     dial: Option<Box<DialInfo>>,
+    /// PROXY header and TLS state, for connections that have either.
+    layer: Option<Box<crate::layer::Layer>>,
     state: S,
 }
 
@@ -98,6 +101,8 @@ enum Input {
     Shared(usize),
     /// The connection's own inbound buffer.
     Own,
+    /// `layer_bufs.plain[..n]`: what a connection's layer decrypted.
+    Plain(usize),
 }
 
 enum Callback {
@@ -114,6 +119,8 @@ pub(crate) struct EventLoop<H: EventHandler> {
     handler: H,
     conns: Slab<Slot<H::State>>,
     rbuf: Box<[u8]>,
+    /// Plaintext and records of connections with a layer (TLS, PROXY header).
+    layer_bufs: crate::layer::LayerBufs,
     core: LoopCore,
     poll: Poll,
     listeners: Vec<Listener>,
@@ -173,6 +180,7 @@ impl<H: EventHandler> EventLoop<H> {
             handler,
             conns: Slab::new(),
             rbuf: vec![0; opts.read_buffer_size].into_boxed_slice(),
+            layer_bufs: Default::default(),
             core: LoopCore {
                 loop_id,
                 scratch: Vec::with_capacity(opts.read_buffer_size),
@@ -402,20 +410,24 @@ impl<H: EventHandler> EventLoop<H> {
                 n as u64,
             );
             slot.timing.last_read = crate::timeouts::stamp(self.core.now_ms);
-            let input = match slot.inbound.as_mut() {
-                None => Input::Shared(n),
-                Some(inbound) => {
-                    if inbound.len() + n > self.opts.max_inbound {
-                        self.close(key, CloseReason::InboundOverflow);
-                        return;
+            if slot.layer.as_ref().is_some_and(|l| l.intercepts()) {
+                self.layered_read(key, n);
+            } else {
+                let input = match slot.inbound.as_mut() {
+                    None => Input::Shared(n),
+                    Some(inbound) => {
+                        if inbound.len() + n > self.opts.max_inbound {
+                            self.close(key, CloseReason::InboundOverflow);
+                            return;
+                        }
+                        self.core
+                            .pool
+                            .append(inbound, &self.rbuf[..n], self.opts.max_inbound);
+                        Input::Own
                     }
-                    self.core
-                        .pool
-                        .append(inbound, &self.rbuf[..n], self.opts.max_inbound);
-                    Input::Own
-                }
-            };
-            self.callback(key, Callback::Traffic(input));
+                };
+                self.callback(key, Callback::Traffic(input));
+            }
             if self
                 .conns
                 .get(key)
@@ -442,7 +454,9 @@ impl<H: EventHandler> EventLoop<H> {
             return;
         };
         slot.flags |= PEER_CLOSED;
-        if slot.outbound.is_none() {
+        if let Some(reason) = slot.layer.as_ref().and_then(|l| l.eof_reason()) {
+            self.close(key, reason);
+        } else if slot.outbound.is_none() {
             self.close(key, CloseReason::PeerClosed);
         } else {
             self.update_interest(key);
@@ -474,22 +488,28 @@ impl<H: EventHandler> EventLoop<H> {
             timing,
             dial,
             listener,
+            layer,
             ..
         } = slot;
         let input: &[u8] = match input_kind {
             Input::None => &[],
             Input::Shared(n) => &self.rbuf[..n],
             Input::Own => inbound.as_deref().map_or(&[], |b| b.as_slice()),
+            Input::Plain(n) => &self.layer_bufs.plain[..n],
         };
+        // Through a layer, writes gather as plaintext and are sealed after the
+        // callback, never appended to the (ciphertext) pending output.
+        let sealing = layer.as_ref().is_some_and(|l| l.intercepts());
         let mut conn = Conn::new(
             id,
             stream,
             state,
             input,
-            outbound.as_deref_mut(),
+            outbound.as_deref_mut().filter(|_| !sealing),
             &mut self.core,
             timing,
         );
+        conn.layer = layer.as_deref();
         conn.dial = dial.as_ref().map(|d| d.dial);
         conn.listener = (*listener != NO_LISTENER).then_some(*listener as usize);
         let handler = &mut self.handler;
@@ -509,12 +529,14 @@ impl<H: EventHandler> EventLoop<H> {
         // Keep what the handler left unread.
         match input_kind {
             Input::None => {}
-            Input::Shared(n) => {
+            Input::Shared(n) | Input::Plain(n) => {
                 if consumed < n {
+                    let left = match input_kind {
+                        Input::Plain(_) => &self.layer_bufs.plain[consumed..n],
+                        _ => &self.rbuf[consumed..n],
+                    };
                     let mut buf = self.core.pool.take();
-                    self.core
-                        .pool
-                        .append(&mut buf, &self.rbuf[consumed..n], self.opts.max_inbound);
+                    self.core.pool.append(&mut buf, left, self.opts.max_inbound);
                     *inbound = Some(buf);
                     // A partial frame starts now; the frame timeout counts from here.
                     timing.partial_since = crate::timeouts::stamp(self.core.now_ms);
@@ -600,11 +622,18 @@ impl<H: EventHandler> EventLoop<H> {
             return;
         }
         if reason.is_local() {
+            let mut flushed = true;
             if let Some(out) = slot.outbound.as_ref() {
                 // Best effort, never blocking: whatever the socket takes now.
-                let _ = write_nonblocking(&slot.stream, out.as_slice());
+                flushed = write_nonblocking(&slot.stream, out.as_slice()).ok() == Some(out.len());
+            }
+            if flushed {
+                self.send_close_notify(&mut slot);
             }
         }
+        // A connection whose layer never opened was never reported to the
+        // handler; it is counted, not heard of.
+        let opened = !slot.layer.as_ref().is_some_and(|l| l.is_pending());
         let id = ConnId {
             loop_id: self.core.loop_id as u16,
             slot: key as u32,
@@ -643,9 +672,16 @@ impl<H: EventHandler> EventLoop<H> {
         conn.discard = true;
         conn.dial = slot.dial.as_ref().map(|d| d.dial);
         conn.listener = (slot.listener != NO_LISTENER).then_some(slot.listener as usize);
+        conn.layer = slot.layer.as_deref();
         let handler = &mut self.handler;
-        if panic::catch_unwind(AssertUnwindSafe(|| handler.on_close(&mut conn, &reason))).is_err() {
+        if opened
+            && panic::catch_unwind(AssertUnwindSafe(|| handler.on_close(&mut conn, &reason)))
+                .is_err()
+        {
             log::error!("on_close panicked on {id}");
+        }
+        if let Some(layer) = slot.layer.as_mut() {
+            layer.release(&mut self.core.pool);
         }
         for buf in [slot.inbound.take(), slot.outbound.take()]
             .into_iter()

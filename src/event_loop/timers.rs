@@ -43,7 +43,9 @@ impl<H: EventHandler> EventLoop<H> {
                 key,
             } = t;
             self.core.user_timers.remove(&(slot, key));
-            if slot_generation(&self.conns, slot as usize) == Some(generation) {
+            if slot_generation(&self.conns, slot as usize) == Some(generation)
+                && !self.layer_deadline(slot as usize, key)
+            {
                 self.callback(slot as usize, Callback::Timer(key));
             }
         }
