@@ -99,6 +99,8 @@ pub mod timer;
 #[cfg(feature = "tls")]
 pub mod tls;
 pub mod udp_session;
+#[cfg(feature = "ws")]
+pub mod ws;
 
 pub use client::{ConnectFailure, ConnectOptions, DialId, Redial};
 pub use conn::Conn;
