@@ -2,7 +2,7 @@
 //!
 //! `cargo bench --bench echo` (add `-- --help` for the options). Each server runs in
 //! its own child process, this binary re-executed with `--server`, pinned to CPU 1;
-//! the load generator runs here, single-threaded, pinned to CPU 0. Servers are run
+//! the load generator (tether-load, one load loop) runs here, pinned to CPU 0. Servers are run
 //! in turn (A B C A B C …), each run against a fresh child, and the tables show each
 //! server's median and its ratios to raw mio, the practical limit: on a shared,
 //! noisy machine ratios measured side by side hold where absolute numbers do not

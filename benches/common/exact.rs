@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use super::child::{Launch, ServerChild};
 use super::config::ExactConfig;
-use super::loadgen::{Client, Load};
+use super::load::{Client, Load};
 use super::measure::{RunError, SETUP_DEADLINE, report_quit};
 use super::perf::{self, SyscallCount, SyscallCounter, TRACKED};
 use super::procstat;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::child::ServerChild;
 use super::config::Config;
-use super::loadgen::{Client, Load, LoadError};
+use super::load::{Client, Load, LoadError};
 use super::servers::ServerKind;
 use super::udp_load::UdpError;
 use super::wire::MIN_PAYLOAD;

@@ -7,7 +7,7 @@ pub mod alloc;
 pub mod child;
 pub mod config;
 pub mod exact;
-pub mod loadgen;
+pub mod load;
 pub mod measure;
 pub mod perf;
 pub mod procstat;

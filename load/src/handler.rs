@@ -37,6 +37,9 @@ pub struct Shape {
     pub hold: bool,
     /// Hold mode: one request after this long without sending.
     pub heartbeat: Option<Duration>,
+    /// Each connection first makes one round trip of its own (outside any
+    /// budget), so a caller knows every connection is served before the load.
+    pub handshake: bool,
 }
 
 /// What the loops of a run share.
@@ -65,6 +68,8 @@ pub struct ConnState<C> {
     sent: VecDeque<u64>,
     /// Open loop: when the next request is due.
     due: u64,
+    /// The handshake round trip is done.
+    greeted: bool,
 }
 
 impl<C: Default> ConnState<C> {
@@ -122,6 +127,8 @@ impl<P: Protocol> LoadHandler<P> {
     /// mode (a heartbeat).
     fn fill(&mut self, conn: &mut Conn<'_, ConnState<P::Conn>>, force: bool) {
         let shape = self.shared.shape;
+        let greeting = shape.handshake && !conn.state().greeted;
+        let force = force || greeting;
         if self.shared.control.is_stopped() || (shape.hold && !force) {
             return;
         }
@@ -141,10 +148,10 @@ impl<P: Protocol> LoadHandler<P> {
             };
             want = due;
         }
-        let n = if want > 0 {
-            self.shared.control.take(want)
-        } else {
-            0
+        let n = match want {
+            0 => 0,
+            _ if force => want,
+            _ => self.shared.control.take(want),
         };
         self.scratch.clear();
         for _ in 0..n {
@@ -199,6 +206,7 @@ impl<P: Protocol> EventHandler for LoadHandler<P> {
         let st = conn.state_mut();
         self.forget(st);
         st.proto = Default::default();
+        st.greeted = false;
         if st.sent.capacity() < shape.depth as usize && !shape.hold {
             st.sent.reserve_exact(shape.depth as usize);
         }
@@ -240,6 +248,7 @@ impl<P: Protocol> EventHandler for LoadHandler<P> {
             }
         }
         st.in_flight -= r.completed;
+        st.greeted |= r.completed > 0;
         self.in_flight -= u64::from(r.completed);
         self.counters.add(Counter::Requests, u64::from(r.completed));
         self.counters.add(Counter::Refused, u64::from(r.refused));

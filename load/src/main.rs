@@ -106,6 +106,7 @@ fn go<P: Protocol>(args: &Args, proto: P) -> Result<Outcome, tether::Error> {
             conns: args.conns,
             hold: args.hold,
             heartbeat: args.heartbeat,
+            handshake: false,
         },
         reconnect: args.reconnect,
     };

@@ -74,6 +74,7 @@ fn allocs_per_request<P: Protocol>(addr: std::net::SocketAddr, proto: P, rate: O
             conns,
             hold: false,
             heartbeat: None,
+            handshake: false,
         },
         reconnect: false,
     };
