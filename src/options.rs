@@ -154,6 +154,20 @@ impl Default for Options {
 }
 
 impl Options {
+    /// Low-latency mode (sets [`Options::busy_poll`](#structfield.busy_poll)):
+    /// after handling events a loop polls without blocking until `spin` has
+    /// passed since the last event, then sleeps. While traffic keeps coming
+    /// sooner than `spin` the loop uses a whole core.
+    ///
+    /// ```
+    /// let opts = tether::Options::default().busy_poll(std::time::Duration::from_micros(200));
+    /// assert_eq!(opts.busy_poll, Some(std::time::Duration::from_micros(200)));
+    /// ```
+    pub fn busy_poll(mut self, spin: Duration) -> Self {
+        self.busy_poll = (!spin.is_zero()).then_some(spin);
+        self
+    }
+
     pub(crate) fn timeouts(&self) -> crate::timeouts::TimeoutCfg {
         use crate::timeouts::ms;
         crate::timeouts::TimeoutCfg {
