@@ -352,9 +352,11 @@ impl Endpoint {
                             }
                         }
                         Message::Close(frame) => {
-                            if !closing {
-                                let mut w = self.writer(conn);
-                                on_event(&mut w, Event::Message(msg));
+                            let mut w = self.writer(conn);
+                            on_event(&mut w, Event::Message(msg));
+                            // Answer with the same code, unless the callback
+                            // already closed (or we had).
+                            if w.is_open() {
                                 w.close_frame(frame.code, "");
                             }
                             conn.state_mut().borrow_mut().phase = Phase::Closed;
