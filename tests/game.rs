@@ -253,3 +253,50 @@ fn examples_take_help_and_refuse_bad_flags() {
         }
     }
 }
+
+/// Busy polling changes when the loop sleeps, not what it does: an echo with
+/// it on answers TCP and UDP as without, and the loop still sleeps when idle
+/// (it stops when asked, within the deadline).
+#[test]
+fn busy_polling_loops_serve_and_stop() {
+    use std::io::{Read, Write};
+    struct Echo;
+    impl tether::EventHandler for Echo {
+        type State = ();
+        fn on_traffic(&mut self, conn: &mut tether::Conn<'_, ()>) -> tether::Action {
+            let data = conn.read_buf();
+            conn.write(data);
+            conn.consume(data.len());
+            tether::Action::Continue
+        }
+        fn on_datagram(&mut self, d: &mut tether::Datagram<'_>) -> tether::Action {
+            let _ = d.reply(d.data());
+            tether::Action::Continue
+        }
+    }
+    let opts = tether::Options::default().busy_poll(Duration::from_micros(500));
+    let engine = tether::Engine::builder(|_| Echo)
+        .options(opts)
+        .loops(1)
+        .listen("tcp://127.0.0.1:0")
+        .listen("udp://127.0.0.1:0")
+        .start()
+        .unwrap();
+    let (tcp, udp) = (engine.local_addrs()[0], engine.local_addrs()[1]);
+    let mut s = std::net::TcpStream::connect(tcp).unwrap();
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    u.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut buf = [0u8; 64];
+    for i in 0..200u8 {
+        s.write_all(&[i; 64]).unwrap();
+        s.read_exact(&mut buf).unwrap();
+        assert_eq!(buf, [i; 64]);
+        u.send_to(&[i; 16], udp).unwrap();
+        let n = u.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], &[i; 16]);
+    }
+    let stopped = Instant::now();
+    engine.stop();
+    assert!(stopped.elapsed() < DEADLINE);
+}

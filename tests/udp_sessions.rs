@@ -455,3 +455,63 @@ fn dialed_sessions_talk_to_a_session_listener() {
     assert_eq!(got.recv_timeout(DEADLINE).unwrap(), b"engine shutdown");
     server.stop();
 }
+
+/// A TCP connection's callback reaches a UDP session of the same loop by id:
+/// a TCP line `go` makes the server send `from tcp` to every session.
+struct Bridge {
+    sessions: Vec<tether::udp_session::SessionId>,
+    opened: Sender<()>,
+}
+
+impl EventHandler for Bridge {
+    type State = ();
+
+    fn on_traffic(&mut self, conn: &mut Conn<'_, ()>) -> Action {
+        let n = conn.read_buf().len();
+        conn.consume(n);
+        let mut udp = conn.udp();
+        for id in &self.sessions {
+            assert!(udp.send(*id, b"from tcp"));
+        }
+        Action::Continue
+    }
+
+    fn on_session_open(&mut self, s: &mut Session<'_, ()>) -> Action {
+        self.sessions.push(s.id());
+        let _ = self.opened.send(());
+        Action::Continue
+    }
+}
+
+#[test]
+fn a_tcp_callback_sends_to_a_udp_session() {
+    let (tx, opened) = channel();
+    let engine = Engine::builder(move |_| Bridge {
+        sessions: Vec::new(),
+        opened: tx.clone(),
+    })
+    .loops(1)
+    .listen_sessions("udp://127.0.0.1:0", SessionOptions::new())
+    .listen("tcp://127.0.0.1:0")
+    .start()
+    .unwrap();
+    let (udp_addr, tcp_addr) = (engine.local_addrs()[0], engine.local_addrs()[1]);
+    let c = client();
+    c.send_to(b"hi", udp_addr).unwrap(); // the default hook admits every source
+    opened.recv_timeout(DEADLINE).expect("a session");
+    let mut tcp = std::net::TcpStream::connect(tcp_addr).unwrap();
+    std::io::Write::write_all(&mut tcp, b"go").unwrap();
+    assert_eq!(recv(&c), b"from tcp");
+    engine.stop();
+}
+
+#[test]
+fn listen_sessions_refuses_a_tcp_address() {
+    let started = Engine::builder(|_| Bridge {
+        sessions: Vec::new(),
+        opened: channel().0,
+    })
+    .listen_sessions("tcp://127.0.0.1:0", SessionOptions::new())
+    .start();
+    assert!(matches!(started, Err(tether::Error::InvalidOption(_))));
+}
