@@ -9,11 +9,12 @@ use socket2::SockRef;
 use crate::buffer::Buf;
 use crate::client::DialId;
 use crate::engine::Engine;
-use crate::event_loop::core::{LoopCore, UserTimer, ms_ceil};
+use crate::event_loop::core::{LoopCore, UserTimer};
 use crate::id::ConnId;
 use crate::net::stream::Stream;
 use crate::reason::{CloseReason, Idle};
 use crate::timeouts::{TimeoutCfg, Timing};
+use crate::timer::deadline::ms_after;
 
 /// What the callback asked to happen to its connection besides writing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -260,7 +261,7 @@ impl<'a, S> Conn<'a, S> {
         }
         // The loop clock is rounded down; one more tick keeps the timer from
         // firing early.
-        let deadline = self.core.now_ms.saturating_add(ms_ceil(after) + 1);
+        let deadline = ms_after(self.core.now_ms, after).saturating_add(1);
         let timer = UserTimer {
             slot: self.id.slot,
             generation: self.id.generation,

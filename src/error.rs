@@ -69,6 +69,13 @@ pub enum SendError {
     UnsupportedAddr,
     /// A reconnect policy with inconsistent settings.
     InvalidPolicy(crate::client::backoff::PolicyError),
+    /// The loop's thread died (a panic outside any callback, e.g. in a
+    /// connection state's `Drop`); its connections are gone and nothing sent
+    /// to it is delivered. The engine's other loops keep serving.
+    LoopDied {
+        /// The loop that died.
+        loop_id: usize,
+    },
 }
 
 impl fmt::Display for SendError {
@@ -81,6 +88,7 @@ impl fmt::Display for SendError {
             }
             SendError::UnsupportedAddr => f.write_str("only tcp and unix addresses can be dialed"),
             SendError::InvalidPolicy(e) => write!(f, "invalid reconnect policy: {e}"),
+            SendError::LoopDied { loop_id } => write!(f, "event loop {loop_id} died"),
         }
     }
 }

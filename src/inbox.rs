@@ -2,7 +2,7 @@
 
 use std::io;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::net::stream::Stream;
 use bytes::Bytes;
@@ -40,6 +40,9 @@ pub(crate) struct Inbox {
     waker: Waker,
     /// Payload bytes of queued `Send`s, bounded by `Options::max_inbox_bytes`.
     queued_bytes: AtomicUsize,
+    /// The loop thread died (panicked outside any callback): nothing queued
+    /// here will ever be applied.
+    died: AtomicBool,
 }
 
 impl Inbox {
@@ -48,7 +51,20 @@ impl Inbox {
             queue: Mutex::new(Vec::new()),
             waker,
             queued_bytes: AtomicUsize::new(0),
+            died: AtomicBool::new(false),
         }
+    }
+
+    /// Marks the loop dead; what was queued is dropped.
+    pub(crate) fn mark_died(&self) {
+        self.died.store(true, Ordering::Release);
+        self.queue.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.queued_bytes.store(0, Ordering::Relaxed);
+    }
+
+    /// Whether the loop thread died.
+    pub(crate) fn died(&self) -> bool {
+        self.died.load(Ordering::Acquire)
     }
 
     pub(crate) fn push(&self, cmd: Command) -> io::Result<()> {

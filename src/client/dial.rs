@@ -38,6 +38,7 @@ impl fmt::Display for DialId {
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
     /// Give up an attempt that has not connected after this long. Default: 10 s.
+    /// A duration too long for the clock (`Duration::MAX`) means never.
     pub timeout: Duration,
     /// Redial after a failed attempt or a lost connection, with these delays.
     /// `None` (the default) dials once.

@@ -210,6 +210,10 @@ where
             let spawned = std::thread::Builder::new()
                 .name(format!("tether-loop-{loop_id}"))
                 .spawn(move || {
+                    let _death = DeathNotice {
+                        engine: engine_for_loop.clone(),
+                        loop_id,
+                    };
                     CURRENT_ENGINE.with(|c| c.set(shared_addr));
                     let handler = factory(loop_id);
                     match EventLoop::new(loop_id, poll, handler, lst, engine_for_loop, opts) {
@@ -228,6 +232,34 @@ where
         }
         *shared.threads.lock().unwrap_or_else(|p| p.into_inner()) = threads;
         Ok(engine)
+    }
+}
+
+/// Lives on a loop thread's stack: if the thread unwinds (a panic outside any
+/// callback), the loop is marked dead so that calls for it fail with
+/// [`SendError::LoopDied`](crate::SendError::LoopDied) instead of queueing into
+/// the void, and its connections (dropped with it) stop being counted.
+struct DeathNotice {
+    engine: Engine,
+    loop_id: usize,
+}
+
+impl Drop for DeathNotice {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        log::error!(
+            "event loop {} died; its connections are closed and calls for them fail",
+            self.loop_id
+        );
+        let shared = &self.engine.shared;
+        if let Some(inbox) = shared.inboxes.get(self.loop_id) {
+            inbox.mark_died();
+        }
+        if let Some(c) = shared.counters.get(self.loop_id) {
+            c.open.store(0, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 }
 

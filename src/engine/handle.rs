@@ -153,19 +153,26 @@ impl Engine {
         if self.is_stopped() {
             return Err(SendError::Stopped);
         }
-        self.shared
-            .inboxes
-            .get(id.loop_id())
-            .ok_or(SendError::NoSuchLoop)
+        self.live_inbox(id.loop_id())
     }
 
-    pub(crate) fn push_to_loop(&self, loop_id: usize, cmd: Command) -> Result<(), SendError> {
+    /// The inbox of loop `loop_id`, unless that loop's thread died.
+    fn live_inbox(&self, loop_id: usize) -> Result<&Inbox, SendError> {
         let inbox = self
             .shared
             .inboxes
             .get(loop_id)
             .ok_or(SendError::NoSuchLoop)?;
-        inbox.push(cmd).map_err(|_| SendError::Stopped)
+        if inbox.died() {
+            return Err(SendError::LoopDied { loop_id });
+        }
+        Ok(inbox)
+    }
+
+    pub(crate) fn push_to_loop(&self, loop_id: usize, cmd: Command) -> Result<(), SendError> {
+        self.live_inbox(loop_id)?
+            .push(cmd)
+            .map_err(|_| SendError::Stopped)
     }
 
     pub(crate) fn inbox(&self, loop_id: usize) -> &Inbox {

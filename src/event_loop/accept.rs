@@ -1,6 +1,7 @@
 //! Accepting connections and handing them to loops.
 
 use super::*;
+use crate::timer::deadline::instant_after;
 
 impl<H: EventHandler> EventLoop<H> {
     pub(super) fn accept(&mut self, i: usize) {
@@ -58,8 +59,8 @@ impl<H: EventHandler> EventLoop<H> {
                         self.reserve_fd = std::fs::File::open("/dev/null").ok();
                     }
                     let pause = listener.backoff;
-                    listener.paused_until = Some(self.core.now + pause);
-                    listener.backoff = (pause * 2).min(self.opts.accept_backoff_max);
+                    listener.paused_until = Some(instant_after(self.core.now, pause));
+                    listener.backoff = pause.saturating_mul(2).min(self.opts.accept_backoff_max);
                     log::warn!(
                         "loop {}: accept failed ({e}); pausing accepts for {pause:?}",
                         self.core.loop_id

@@ -1,6 +1,7 @@
 //! Commands from other threads, and stopping.
 
 use super::*;
+use crate::timer::deadline::instant_after;
 
 impl<H: EventHandler> EventLoop<H> {
     pub(super) fn drain_inbox(&mut self) {
@@ -91,7 +92,7 @@ impl<H: EventHandler> EventLoop<H> {
             }
         }
         self.ready_accepts.clear();
-        self.stopping = Some(self.core.now + drain);
+        self.stopping = Some(instant_after(self.core.now, drain));
         self.with_ctx(|h, ctx| h.on_shutdown(ctx));
         self.close_flushed_while_stopping();
     }

@@ -3,7 +3,7 @@
 //! the output scratch buffer.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::buffer::BufferPool;
 use crate::engine::Engine;
@@ -54,14 +54,4 @@ impl LoopCore {
     }
 }
 
-/// Milliseconds from now until `after` has passed, rounded up so a timer never
-/// fires early.
-pub(crate) fn ms_ceil(after: Duration) -> u64 {
-    let ms = after.as_millis();
-    let ms = if Duration::from_millis(ms as u64) < after {
-        ms + 1
-    } else {
-        ms
-    };
-    u64::try_from(ms).unwrap_or(u64::MAX)
-}
+pub(crate) use crate::timer::deadline::ms_ceil;

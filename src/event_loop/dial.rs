@@ -18,6 +18,7 @@ use crate::net::ListenAddr;
 use crate::net::SocketOptions;
 use crate::net::stream::Stream;
 use crate::timeouts::Timing;
+use crate::timer::deadline::ms_after;
 
 /// What a dialed connection keeps to redial itself (boxed in its slot: accepted
 /// connections pay 8 bytes for it).
@@ -101,7 +102,7 @@ impl<H: EventHandler> EventLoop<H> {
         let generation = self.next_generation;
         self.next_generation = self.next_generation.wrapping_add(1);
         let mut timing = Timing::new(self.core.now_ms);
-        let deadline = self.core.now_ms + super::core::ms_ceil(info.timeout);
+        let deadline = ms_after(self.core.now_ms, info.timeout);
         timing.entry = Some(
             self.core
                 .conn_wheel
@@ -228,7 +229,7 @@ impl<H: EventHandler> EventLoop<H> {
     }
 
     fn schedule_dial(&mut self, pending: PendingDial<H::State>, delay: Duration) {
-        let at = self.core.now_ms + super::core::ms_ceil(delay);
+        let at = ms_after(self.core.now_ms, delay);
         let key = self.pending_dials.insert(pending);
         self.dial_wheel.insert(at, key as u32);
         self.core.note_deadline(at);

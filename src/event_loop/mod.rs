@@ -36,6 +36,7 @@ mod write;
 
 use self::core::{LoopCore, UserTimer};
 use crate::net::stream::Stream;
+use crate::timer::deadline::instant_after;
 use dial::{DialInfo, PendingDial};
 use listen::Listener;
 pub(crate) use listen::{ListenSocket, LoopListener};
@@ -295,7 +296,7 @@ impl<H: EventHandler> EventLoop<H> {
     /// Events arrived: busy polling goes on for another `busy_poll` from now.
     fn note_busy(&mut self, events: bool) {
         if let (true, Some(spin)) = (events, self.opts.busy_poll) {
-            self.spin_until = Some(self.core.now + spin);
+            self.spin_until = Some(instant_after(self.core.now, spin));
         }
     }
 
@@ -316,7 +317,7 @@ impl<H: EventHandler> EventLoop<H> {
         let wake_at = timers
             .into_iter()
             .flatten()
-            .map(|ms| origin + Duration::from_millis(ms))
+            .map(|ms| instant_after(origin, Duration::from_millis(ms)))
             .chain(self.listeners.iter().filter_map(|l| l.paused_until))
             .chain(self.stopping)
             .min()?;

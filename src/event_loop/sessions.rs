@@ -122,7 +122,7 @@ fn table<S>(listener_tag: usize, so: &SessionOptions, loop_id: usize) -> Listene
     ListenerSessions {
         tag: listener_tag,
         table: SessionTable::new(tag(loop_id, listener_tag as u32), so.max_sessions, idle, 0),
-        cookies: Cookies::new(so.cookie_key, so.cookie_lifetime.as_millis() as u64),
+        cookies: Cookies::new(so.cookie_key, super::core::ms_ceil(so.cookie_lifetime)),
     }
 }
 

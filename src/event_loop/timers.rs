@@ -1,6 +1,7 @@
 //! The loop's timers: connection deadlines, user timers, the ticker, gauges.
 
 use super::*;
+use crate::timer::deadline::ms_after;
 
 impl<H: EventHandler> EventLoop<H> {
     /// Gauges that cannot be kept as running counts cheaply are published once per
@@ -64,7 +65,7 @@ impl<H: EventHandler> EventLoop<H> {
     pub(super) fn tick(&mut self) {
         let mut next = None;
         self.with_ctx(|h, ctx| next = h.on_tick(ctx));
-        self.next_tick = next.map(|d| self.core.now_ms.saturating_add(super::core::ms_ceil(d)));
+        self.next_tick = next.map(|d| ms_after(self.core.now_ms, d));
     }
 
     /// A connection's single wheel entry came due: report or enforce what has

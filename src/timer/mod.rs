@@ -47,6 +47,7 @@
 //! assert!(wheel.is_empty());
 //! ```
 
+pub(crate) mod deadline;
 mod wheel;
 
 pub use wheel::{RANGE_MS, TimerId, TimerWheel};

@@ -168,7 +168,8 @@ impl<S> SessionTable<S> {
                 (self.slots.len() - 1) as u32
             }
         };
-        let timer = (self.idle_ms > 0).then(|| self.wheel.insert(now_ms + self.idle_ms, slot));
+        let timer = (self.idle_ms > 0)
+            .then(|| self.wheel.insert(now_ms.saturating_add(self.idle_ms), slot));
         self.slots[slot as usize].live = Some(Live {
             addr,
             last_active: now_ms,
