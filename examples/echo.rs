@@ -5,8 +5,9 @@
 //! ```
 //!
 //! Flags: `--addr ADDR` (default `127.0.0.1:9000`; `host:port`,
-//! `tcp://host:port`, `udp://host:port` to echo datagrams, or
-//! `unix:///path/to/socket`), `--loops N` (default: cores), `--reuseport on|off`,
+//! `tcp://host:port`, `udp://host:port` to echo datagrams,
+//! `unix:///path/to/socket`, or `tls://host:port` with `--tls-cert PEM
+//! --tls-key PEM`, which need `--features tls`), `--loops N` (default: cores), `--reuseport on|off`,
 //! `--lb round-robin|least-conn|source-hash`, `--idle-timeout-ms MS` (close
 //! connections idle that long; 0 = off, the default), `--frame-timeout-ms MS`
 //! (close a connection whose unread input is held that long; 0 = off, the
@@ -54,16 +55,19 @@ impl EventHandler for Echo {
 
 const USAGE: &str = "[--addr ADDR] [--loops N] [--reuseport on|off] \
      [--lb round-robin|least-conn|source-hash] [--idle-timeout-ms MS] \
-     [--frame-timeout-ms MS] [--max-connections N] [--busy-poll-us N]";
+     [--frame-timeout-ms MS] [--max-connections N] [--busy-poll-us N] \
+     [--tls-cert PEM --tls-key PEM]";
 
 struct Args {
     addr: String,
     options: Options,
+    tls: Option<common::tls::ServerConfig>,
 }
 
 fn parse_args(cli: &mut common::Cli) -> Result<Args, common::Usage> {
     let mut addr = "127.0.0.1:9000".to_string();
     let mut options = Options::default();
+    let mut tls = common::tls::TlsFlags::default();
     let mut limits = common::ServerLimits {
         frame_timeout: None,
         idle_timeout: None,
@@ -71,7 +75,7 @@ fn parse_args(cli: &mut common::Cli) -> Result<Args, common::Usage> {
     };
     while let Some(flag) = cli.flag() {
         match flag.as_str() {
-            "--addr" => addr = common::address(&flag, cli.value(&flag)?, |_| Ok(()))?,
+            "--addr" => addr = common::tls::address(&flag, cli.value(&flag)?, |_| Ok(()))?,
             "--loops" => options.loops = cli.number(&flag, 1..=1024)?,
             "--reuseport" => {
                 options.reuse_port = match cli.value(&flag)?.as_str() {
@@ -98,14 +102,18 @@ fn parse_args(cli: &mut common::Cli) -> Result<Args, common::Usage> {
                 options.busy_poll = (us > 0).then(|| std::time::Duration::from_micros(us));
             }
             other => {
-                if !limits.flag(cli, other)? {
+                if !limits.flag(cli, other)? && !tls.flag(cli, other)? {
                     return Err(cli.unknown(other));
                 }
             }
         }
     }
     limits.apply(&mut options);
-    Ok(Args { addr, options })
+    if tls.given() != addr.starts_with("tls://") {
+        return Err("--tls-cert and --tls-key go with a tls:// --addr".into());
+    }
+    let tls = tls.config(&[])?;
+    Ok(Args { addr, options, tls })
 }
 
 fn main() -> ExitCode {
@@ -120,11 +128,17 @@ fn main() -> ExitCode {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let engine = match Engine::builder(|_loop| Echo)
+    let builder = Engine::builder(|_loop| Echo)
         .options(args.options)
-        .listen(args.addr)
-        .start()
-    {
+        .listen(args.addr);
+    #[cfg(feature = "tls")]
+    let builder = match args.tls {
+        Some(cfg) => builder.tls_config(cfg),
+        None => builder,
+    };
+    #[cfg(not(feature = "tls"))]
+    let _ = args.tls;
+    let engine = match builder.start() {
         Ok(engine) => engine,
         Err(e) => {
             eprintln!("echo: {e}");

@@ -7,13 +7,17 @@
 //!
 //! `GET /plaintext` answers `Hello, World!` as `text/plain`, `GET /json`
 //! `{"message":"Hello, World!"}` (serialized per request) as
-//! `application/json`, both with `Server` and `Date`; anything else is 404.
+//! `application/json`, both with `Server` and `Date`; `GET /whoami` the
+//! client's `ip:port` as tether sees it (from the PROXY header behind a
+//! balancer); anything else is 404.
 //!
 //! Flags: `--addr HOST:PORT` (default `127.0.0.1:8080`), `--loops N` (default:
 //! cores), `--frame-timeout-ms MS` (a request head or body not complete after
 //! that long closes the connection: slowloris; default 10000, 0 = off),
 //! `--idle-timeout-ms MS` (default 60000, 0 = off), `--max-connections N`
-//! (default 100000, 0 = unlimited). Prints `listening on <addr>`; stops
+//! (default 100000, 0 = unlimited), `--tls-cert PEM --tls-key PEM` (serve
+//! https; needs `--features tls`), `--proxy-protocol off|v1|v2|any` (a
+//! required PROXY header from a balancer such as HAProxy; default off). Prints `listening on <addr>`; stops
 //! gracefully on SIGINT or SIGTERM.
 
 mod common;
@@ -23,10 +27,12 @@ use std::time::Duration;
 
 use tether::http::{HttpConn, Request, Response, Server};
 use tether::net::ListenAddr;
+use tether::proxy::{ProxyConfig, ProxyMode};
 use tether::{Action, CloseReason, Conn, Engine, EventHandler, Options};
 
 const USAGE: &str = "[--addr HOST:PORT] [--loops N] [--frame-timeout-ms MS] \
-                     [--idle-timeout-ms MS] [--max-connections N]";
+                     [--idle-timeout-ms MS] [--max-connections N] \
+                     [--tls-cert PEM --tls-key PEM] [--proxy-protocol off|v1|v2|any]";
 
 struct Http {
     http: Server,
@@ -56,6 +62,14 @@ fn route(req: &Request<'_>, res: &mut Response<'_, '_, HttpConn>) {
             let len = json_message(&mut buf, "Hello, World!");
             res.header("Content-Type", "application/json")
                 .body(&buf[..len]);
+        }
+        ("GET", "/whoami") => {
+            let who = match res.conn().peer_addr() {
+                Ok(addr) => addr.to_string(),
+                Err(_) => "unknown".to_string(),
+            };
+            res.header("Content-Type", "text/plain")
+                .body(who.as_bytes());
         }
         _ => res.status(404).body(b""),
     }
@@ -96,8 +110,17 @@ fn json_message(out: &mut [u8; 64], text: &str) -> usize {
     len + 2
 }
 
-fn parse_args(cli: &mut common::Cli) -> Result<(String, Options), common::Usage> {
+struct Args {
+    addr: String,
+    options: Options,
+    tls: Option<common::tls::ServerConfig>,
+    proxy: ProxyMode,
+}
+
+fn parse_args(cli: &mut common::Cli) -> Result<Args, common::Usage> {
     let mut addr = "127.0.0.1:8080".to_string();
+    let mut tls = common::tls::TlsFlags::default();
+    let mut proxy = ProxyMode::Off;
     let mut options = Options::default();
     let mut limits = common::ServerLimits {
         frame_timeout: Some(Duration::from_secs(10)),
@@ -113,20 +136,27 @@ fn parse_args(cli: &mut common::Cli) -> Result<(String, Options), common::Usage>
                 })?
             }
             "--loops" => options.loops = cli.number(&flag, 1..=1024)?,
+            "--proxy-protocol" => proxy = cli.value(&flag)?.parse::<ProxyMode>()?,
             other => {
-                if !limits.flag(cli, other)? {
+                if !limits.flag(cli, other)? && !tls.flag(cli, other)? {
                     return Err(cli.unknown(other));
                 }
             }
         }
     }
     limits.apply(&mut options);
-    Ok((addr, options))
+    let tls = tls.config(&[b"http/1.1"])?;
+    Ok(Args {
+        addr,
+        options,
+        tls,
+        proxy,
+    })
 }
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let (addr, options) = match common::Cli::new("http", USAGE).parse(parse_args) {
+    let args = match common::Cli::new("http", USAGE).parse(parse_args) {
         Ok(a) => a,
         Err(code) => return code,
     };
@@ -136,13 +166,26 @@ fn main() -> ExitCode {
     };
     let faults = common::PeerFaults::default();
     faults.report_every("http", common::FAULT_SUMMARY_EVERY);
-    let engine = Engine::builder(move |_| Http {
+    let mut builder = Engine::builder(move |_| Http {
         http: Server::new().server_name("tether"),
         faults: faults.clone(),
     })
-    .options(options)
-    .listen(addr)
-    .start();
+    .options(args.options)
+    .proxy_protocol(ProxyConfig::new(args.proxy));
+    #[cfg(feature = "tls")]
+    if let Some(cfg) = args.tls {
+        builder = builder
+            .tls_config(cfg)
+            .listen(format!("tls://{}", args.addr));
+    } else {
+        builder = builder.listen(args.addr);
+    }
+    #[cfg(not(feature = "tls"))]
+    {
+        let _ = args.tls;
+        builder = builder.listen(args.addr);
+    }
+    let engine = builder.start();
     common::serve_until_signal("http", engine, signals)
 }
 

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use tether::proxy::{ProxyConfig, ProxyHeader, ProxyMode, Tlv, Version, tlv_type};
 use tether::{Action, CloseReason, Conn, Engine, EventHandler};
+use util::served::Served;
 use util::{DEADLINE, connect, read_n, read_to_eof};
 
 /// Answers each `whoami\n` with `peer socket_peer authority\n`; reports opens
@@ -225,8 +226,7 @@ fn free_port() -> u16 {
 /// HAProxy in TCP mode on a free port, forwarding to `backend` with `send`
 /// (`send-proxy` or `send-proxy-v2`). `None` (with a notice) if not installed.
 fn haproxy(backend: SocketAddr, send: &str) -> Option<(Haproxy, SocketAddr)> {
-    if Command::new("haproxy").arg("-v").output().is_err() {
-        eprintln!("haproxy not installed; skipping the HAProxy test");
+    if !util::have_tool("haproxy") {
         return None;
     }
     let dir = std::env::temp_dir().join(format!("tether-haproxy-{}-{send}", std::process::id()));
@@ -284,6 +284,50 @@ fn haproxy_send_proxy_v1_and_v2_carry_the_client_address() {
         assert_ne!(parts.next(), Some(local.to_string().as_str()), "{send}");
         drop(s);
         engine.stop();
+    }
+}
+
+#[test]
+fn curl_through_haproxy_to_the_http_example_gets_its_own_address_from_whoami() {
+    if !util::have_tool("curl") {
+        return;
+    }
+    for (mode, send) in [("v2", "send-proxy-v2"), ("v1", "send-proxy")] {
+        let args = [
+            "--addr",
+            "127.0.0.1:0",
+            "--loops",
+            "1",
+            "--proxy-protocol",
+            mode,
+        ];
+        let Some(server) = Served::start("http", &args) else {
+            return;
+        };
+        let Some((_haproxy, front)) = haproxy(server.addr, send) else {
+            return;
+        };
+        let port = free_port();
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "10", "--local-port", &port.to_string()])
+            .arg(format!("http://{front}/whoami"))
+            .output()
+            .unwrap();
+        let body = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            body,
+            format!("127.0.0.1:{port}"),
+            "{send}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Straight to the server, without a header: refused, unanswered.
+        let mut s = connect(server.addr);
+        s.write_all(b"GET /whoami HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        assert!(
+            read_to_eof(&mut s).is_empty(),
+            "{mode}: no header, no answer"
+        );
     }
 }
 

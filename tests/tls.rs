@@ -15,7 +15,8 @@ use std::time::Duration;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use tether::tls::ClientTls;
 use tether::{Action, CloseReason, Conn, ConnectOptions, Engine, EventHandler};
-use util::{DEADLINE, connect};
+use util::served::Served;
+use util::{DEADLINE, connect, have_tool as have};
 
 struct Certs {
     cert: CertificateDer<'static>,
@@ -217,15 +218,6 @@ fn handshake_timeout_garbage_and_untrusted_clients_close_unheard() {
     engine.stop();
 }
 
-fn have(tool: &str) -> bool {
-    let ok = Command::new(tool).arg("--version").output().is_ok()
-        || Command::new(tool).arg("version").output().is_ok();
-    if !ok {
-        eprintln!("{tool} not installed; skipping");
-    }
-    ok
-}
-
 #[test]
 fn openssl_s_client_echoes() {
     if !have("openssl") {
@@ -306,6 +298,67 @@ fn curl_with_cacert_gets_a_response() {
     );
     assert_eq!(out.stdout, b"hello\n");
     engine.stop();
+}
+
+#[test]
+fn http_example_serves_https_to_curl() {
+    if !have("curl") {
+        return;
+    }
+    let certs = Certs::new("http-example");
+    let (cert, key) = (certs.path("cert.pem"), certs.path("key.pem"));
+    let args = [
+        "--addr",
+        "127.0.0.1:0",
+        "--loops",
+        "1",
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key,
+    ];
+    let Some(server) = Served::start("http", &args) else {
+        return;
+    };
+    let get = |path: &str| {
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "10", "--cacert", &cert])
+            .arg(format!("https://localhost:{}{path}", server.addr.port()))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(get("/plaintext"), "Hello, World!");
+    assert!(get("/whoami").starts_with("127.0.0.1:"));
+}
+
+#[test]
+fn echo_example_over_tls() {
+    let certs = Certs::new("echo-example");
+    let (cert, key) = (certs.path("cert.pem"), certs.path("key.pem"));
+    let args = [
+        "--addr",
+        "tls://127.0.0.1:0",
+        "--loops",
+        "1",
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key,
+    ];
+    let Some(server) = Served::start("echo", &args) else {
+        return;
+    };
+    let mut c = rustls_client(&certs, server.addr);
+    c.write_all(b"ping").unwrap();
+    let mut got = [0u8; 4];
+    c.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"ping");
 }
 
 /// A dialed client: writes `hello\n` once open, reports what comes back.

@@ -13,6 +13,8 @@ use signal_hook::iterator::Signals;
 use tether::net::ListenAddr;
 use tether::{CloseReason, Options};
 
+pub mod tls;
+
 /// Installs the SIGINT/SIGTERM handlers. Call it before printing anything a
 /// script waits for, so a signal sent right after that line finds them.
 pub fn shutdown_signals(program: &str) -> Result<Signals, ExitCode> {

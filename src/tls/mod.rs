@@ -5,9 +5,11 @@
 //! event loop runs one per TLS connection, and handlers see only plaintext.
 
 mod error;
+mod pem;
 mod session;
 
 pub use error::TlsError;
+pub use pem::{PemError, server_config_from_pem};
 pub use session::TlsSession;
 
 use std::sync::Arc;

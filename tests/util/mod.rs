@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use tether::{Action, CloseReason, Conn, ConnId, EventHandler};
 
+pub mod served;
+
 /// Generous: tests must pass on a loaded 2-core machine, and an event that comes
 /// at all comes well within it.
 pub const DEADLINE: Duration = Duration::from_secs(10);
