@@ -22,107 +22,16 @@ mod commands;
 #[path = "../common/mod.rs"]
 mod common;
 mod keyspace;
+mod server;
 
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
-use tether::codec::Resp;
-use tether::codec::resp::{Decoded, RespWrite};
 use tether::net::ListenAddr;
-use tether::{Action, Conn, Engine, EventHandler, LoopCtx, Options};
+use tether::{Engine, Options};
 
-use commands::{Argv, Outcome};
 use keyspace::Keyspace;
-
-/// Commands are flat arrays of bulk strings; a bulk string may not exceed what
-/// a connection may buffer anyway.
-const DECODER: Resp = Resp::new()
-    .max_bulk(4 * 1024 * 1024)
-    .max_array(1024 * 1024)
-    .max_depth(1);
-
-/// How often a loop removes expired keys (lookups also expire lazily).
-const EXPIRY_SWEEP: Duration = Duration::from_millis(100);
-
-struct Server {
-    db: Arc<Mutex<Keyspace>>,
-}
-
-/// Per connection.
-#[derive(Default)]
-struct Client {
-    /// Don't decode again until this many bytes are buffered (a large bulk
-    /// string arriving in pieces is not rescanned per read).
-    want: usize,
-}
-
-fn lock(db: &Mutex<Keyspace>) -> MutexGuard<'_, Keyspace> {
-    db.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-impl EventHandler for Server {
-    type State = Client;
-
-    fn on_traffic(&mut self, conn: &mut Conn<'_, Client>) -> Action {
-        let input = conn.read_buf();
-        if input.len() < conn.state().want {
-            return Action::Continue;
-        }
-        let mut db: Option<MutexGuard<'_, Keyspace>> = None;
-        let mut pos = 0;
-        let mut want = 0;
-        while pos < input.len() {
-            match DECODER.decode(&input[pos..]) {
-                Ok(Decoded::Frame(frame, used)) => {
-                    pos += used;
-                    let args = match frame.args() {
-                        Ok(args) => args,
-                        Err(e) => {
-                            protocol_error(conn, &e);
-                            break;
-                        }
-                    };
-                    let argv = Argv::new(args);
-                    if argv.len() == 0 {
-                        continue; // an empty inline line
-                    }
-                    let db = db.get_or_insert_with(|| lock(&self.db));
-                    let now = db.ms(conn.now());
-                    if commands::execute(db, conn, &argv, now) == Outcome::Quit {
-                        conn.close_after_flush();
-                        break;
-                    }
-                }
-                Ok(Decoded::Incomplete { needed }) => {
-                    want = (input.len() - pos).saturating_add(needed);
-                    break;
-                }
-                Err(e) => {
-                    protocol_error(conn, &e);
-                    break;
-                }
-            }
-        }
-        conn.state_mut().want = want;
-        conn.consume(pos);
-        Action::Continue
-    }
-
-    fn on_tick(&mut self, ctx: &mut LoopCtx<'_>) -> Option<Duration> {
-        let mut db = lock(&self.db);
-        let now = db.ms(ctx.now());
-        db.expire_due(now);
-        Some(EXPIRY_SWEEP)
-    }
-}
-
-/// Redis's answer to a broken stream: an error line, then the close.
-fn protocol_error(conn: &mut Conn<'_, Client>, e: &tether::codec::resp::RespError) {
-    let line = format!("ERR Protocol error: {e}");
-    conn.put_error(line.as_bytes());
-    conn.close_after_flush();
-}
+use server::Server;
 
 const USAGE: &str = "[--addr HOST:PORT] [--loops N]";
 
@@ -156,7 +65,7 @@ fn main() -> ExitCode {
         Err(code) => return code,
     };
     let db = Arc::new(Mutex::new(Keyspace::new()));
-    let engine = Engine::builder(move |_loop| Server { db: db.clone() })
+    let engine = Engine::builder(move |_loop| Server::new(db.clone()))
         .options(options)
         .listen(addr)
         .start();

@@ -20,12 +20,14 @@
 //! required PROXY header from a balancer such as HAProxy; default off). Prints `listening on <addr>`; stops
 //! gracefully on SIGINT or SIGTERM.
 
+#[path = "../common/mod.rs"]
 mod common;
+mod routes;
 
 use std::process::ExitCode;
 use std::time::Duration;
 
-use tether::http::{HttpConn, Request, Response, Server};
+use tether::http::{HttpConn, Server};
 use tether::net::ListenAddr;
 use tether::proxy::{ProxyConfig, ProxyMode};
 use tether::{Action, CloseReason, Conn, Engine, EventHandler, Options};
@@ -43,71 +45,13 @@ impl EventHandler for Http {
     type State = HttpConn;
 
     fn on_traffic(&mut self, conn: &mut Conn<'_, HttpConn>) -> Action {
-        self.http.serve(conn, route).into()
+        self.http.serve(conn, routes::route).into()
     }
 
     fn on_close(&mut self, conn: &mut Conn<'_, HttpConn>, reason: &CloseReason) {
         self.faults.record(reason);
         log::debug!("{} closed: {reason}", conn.id());
     }
-}
-
-fn route(req: &Request<'_>, res: &mut Response<'_, '_, HttpConn>) {
-    match (req.method(), req.path()) {
-        ("GET", "/plaintext") => res
-            .header("Content-Type", "text/plain")
-            .body(b"Hello, World!"),
-        ("GET", "/json") => {
-            let mut buf = [0u8; 64];
-            let len = json_message(&mut buf, "Hello, World!");
-            res.header("Content-Type", "application/json")
-                .body(&buf[..len]);
-        }
-        ("GET", "/whoami") => {
-            let who = match res.conn().peer_addr() {
-                Ok(addr) => addr.to_string(),
-                Err(_) => "unknown".to_string(),
-            };
-            res.header("Content-Type", "text/plain")
-                .body(who.as_bytes());
-        }
-        _ => res.status(404).body(b""),
-    }
-}
-
-/// Serializes `{"message":<text>}` into `out`; returns its length (text that
-/// does not fit is cut at a character boundary, never an invalid document).
-fn json_message(out: &mut [u8; 64], text: &str) -> usize {
-    const OPEN: &[u8] = b"{\"message\":\"";
-    out[..OPEN.len()].copy_from_slice(OPEN);
-    let mut len = OPEN.len();
-    for c in text.chars() {
-        let mut tmp = [0u8; 6];
-        let piece: &[u8] = match c {
-            '"' => b"\\\"",
-            '\\' => b"\\\\",
-            c if (c as u32) < 0x20 => {
-                let hex = b"0123456789abcdef";
-                tmp = [
-                    b'\\',
-                    b'u',
-                    b'0',
-                    b'0',
-                    hex[(c as usize) >> 4],
-                    hex[(c as usize) & 15],
-                ];
-                &tmp
-            }
-            c => c.encode_utf8(&mut tmp[..4]).as_bytes(),
-        };
-        if len + piece.len() + 2 > out.len() {
-            break;
-        }
-        out[len..len + piece.len()].copy_from_slice(piece);
-        len += piece.len();
-    }
-    out[len..len + 2].copy_from_slice(b"\"}");
-    len + 2
 }
 
 struct Args {
@@ -187,14 +131,4 @@ fn main() -> ExitCode {
     }
     let engine = builder.start();
     common::serve_until_signal("http", engine, signals)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn json_is_escaped() {
-        let mut buf = [0u8; 64];
-        let n = super::json_message(&mut buf, "a\"b\\c\n");
-        assert_eq!(&buf[..n], br#"{"message":"a\"b\\c\u000a"}"#);
-    }
 }

@@ -1,0 +1,107 @@
+//! The RESP connection handler: commands decoded in place, run against the
+//! shared keyspace, answered straight into the connection's output.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tether::codec::Resp;
+use tether::codec::resp::{Decoded, RespWrite};
+use tether::{Action, Conn, EventHandler, LoopCtx};
+
+use crate::commands::{self, Argv, Outcome};
+use crate::keyspace::Keyspace;
+
+/// Commands are flat arrays of bulk strings; a bulk string may not exceed what
+/// a connection may buffer anyway.
+const DECODER: Resp = Resp::new()
+    .max_bulk(4 * 1024 * 1024)
+    .max_array(1024 * 1024)
+    .max_depth(1);
+
+/// How often a loop removes expired keys (lookups also expire lazily).
+const EXPIRY_SWEEP: Duration = Duration::from_millis(100);
+
+pub struct Server {
+    db: Arc<Mutex<Keyspace>>,
+}
+
+impl Server {
+    pub fn new(db: Arc<Mutex<Keyspace>>) -> Self {
+        Server { db }
+    }
+}
+
+/// Per connection.
+#[derive(Default)]
+pub struct Client {
+    /// Don't decode again until this many bytes are buffered (a large bulk
+    /// string arriving in pieces is not rescanned per read).
+    want: usize,
+}
+
+fn lock(db: &Mutex<Keyspace>) -> MutexGuard<'_, Keyspace> {
+    db.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl EventHandler for Server {
+    type State = Client;
+
+    fn on_traffic(&mut self, conn: &mut Conn<'_, Client>) -> Action {
+        let input = conn.read_buf();
+        if input.len() < conn.state().want {
+            return Action::Continue;
+        }
+        let mut db: Option<MutexGuard<'_, Keyspace>> = None;
+        let mut pos = 0;
+        let mut want = 0;
+        while pos < input.len() {
+            match DECODER.decode(&input[pos..]) {
+                Ok(Decoded::Frame(frame, used)) => {
+                    pos += used;
+                    let args = match frame.args() {
+                        Ok(args) => args,
+                        Err(e) => {
+                            protocol_error(conn, &e);
+                            break;
+                        }
+                    };
+                    let argv = Argv::new(args);
+                    if argv.len() == 0 {
+                        continue; // an empty inline line
+                    }
+                    let db = db.get_or_insert_with(|| lock(&self.db));
+                    let now = db.ms(conn.now());
+                    if commands::execute(db, conn, &argv, now) == Outcome::Quit {
+                        conn.close_after_flush();
+                        break;
+                    }
+                }
+                Ok(Decoded::Incomplete { needed }) => {
+                    want = (input.len() - pos).saturating_add(needed);
+                    break;
+                }
+                Err(e) => {
+                    protocol_error(conn, &e);
+                    break;
+                }
+            }
+        }
+        conn.state_mut().want = want;
+        conn.consume(pos);
+        Action::Continue
+    }
+
+    fn on_tick(&mut self, ctx: &mut LoopCtx<'_>) -> Option<Duration> {
+        let mut db = lock(&self.db);
+        let now = db.ms(ctx.now());
+        db.expire_due(now);
+        Some(EXPIRY_SWEEP)
+    }
+}
+
+/// Redis's answer to a broken stream: an error line, then the close.
+fn protocol_error(conn: &mut Conn<'_, Client>, e: &tether::codec::resp::RespError) {
+    let line = format!("ERR Protocol error: {e}");
+    conn.put_error(line.as_bytes());
+    conn.close_after_flush();
+}
