@@ -118,6 +118,7 @@ impl Client {
                 hold: false,
                 heartbeat: None,
                 handshake: true,
+                batch: false,
             },
             reconnect: false,
         };

@@ -31,6 +31,9 @@ target and protocol:
 load shape:
   --conns N            connections  [50]
   --depth N            requests in flight per connection (pipelined)  [1]
+  --batch              pipeline in batches: write --depth requests at once, the
+                       next batch when all are answered (as wrk's pipeline
+                       script and redis-benchmark -P do)  [top up per answer]
   --rate R             open loop: R requests/s in total, each timed from its
                        scheduled send (no coordinated omission); --depth caps
                        requests in flight per connection  [closed loop]
@@ -91,6 +94,8 @@ pub struct Args {
     pub conns: u32,
     /// `--depth`.
     pub depth: u32,
+    /// `--batch`.
+    pub batch: bool,
     /// `--rate`.
     pub rate: Option<f64>,
     /// `--connect-rate`.
@@ -174,6 +179,7 @@ impl Args {
             keyspace: None,
             conns: 50,
             depth: 1,
+            batch: false,
             rate: None,
             connect_rate: None,
             duration: Duration::from_secs(10),
@@ -248,6 +254,7 @@ impl Args {
                 "--keyspace" => a.keyspace = Some(number(&flag, value()?, 1, 999_999_999_999)?),
                 "--conns" => a.conns = number(&flag, value()?, 1, 1_000_000)? as u32,
                 "--depth" => a.depth = number(&flag, value()?, 1, 65_536)? as u32,
+                "--batch" => a.batch = true,
                 "--rate" => a.rate = Some(rate(&flag, value()?)?),
                 "--connect-rate" => a.connect_rate = Some(rate(&flag, value()?)?),
                 "--duration" => a.duration = duration(&flag, value()?)?,

@@ -37,6 +37,10 @@ pub struct Shape {
     pub hold: bool,
     /// Hold mode: one request after this long without sending.
     pub heartbeat: Option<Duration>,
+    /// Closed loop: write `depth` requests at once and the next batch only
+    /// when all are answered (how wrk's pipeline script and redis-benchmark
+    /// `-P` pipeline), instead of topping up as each answer arrives.
+    pub batch: bool,
     /// Each connection first makes one round trip of its own (outside any
     /// budget), so a caller knows every connection is served before the load.
     pub handshake: bool,
@@ -136,6 +140,8 @@ impl<P: Protocol> LoadHandler<P> {
         let st = conn.state_mut();
         let room = if force {
             u32::from(st.in_flight == 0)
+        } else if shape.batch && st.in_flight > 0 {
+            0
         } else {
             shape.depth.saturating_sub(st.in_flight)
         };

@@ -24,7 +24,7 @@
 //! let setup = Setup {
 //!     addr: tether::net::ListenAddr::parse("127.0.0.1:9000").unwrap(),
 //!     loops: 1,
-//!     shape: Shape { depth: 4, interval_ns: None, conns: 100, hold: false, heartbeat: None, handshake: false },
+//!     shape: Shape { depth: 4, interval_ns: None, conns: 100, hold: false, heartbeat: None, handshake: false, batch: false },
 //!     reconnect: false,
 //! };
 //! let mut generator = Generator::start(&setup, Echo::new(64)).unwrap();

@@ -72,6 +72,7 @@ fn main() -> ExitCode {
         rate: args.rate,
         loops: args.loops,
         hold: args.hold,
+        batch: args.batch,
     };
     print!("{}", report::table(&labels, &outcome));
     if let Some(path) = &args.json
@@ -81,10 +82,7 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     if let Some(path) = &args.plot {
-        let title = format!(
-            "tether-load {} → {}: {} conns × {} deep",
-            labels.proto, labels.addr, labels.conns, labels.depth
-        );
+        let title = report::heading(&labels);
         if let Err(e) = std::fs::write(path, plot::svg(&title, &outcome.series)) {
             eprintln!("tether-load: {}: {e}", path.display());
             return ExitCode::FAILURE;
@@ -107,6 +105,7 @@ fn go<P: Protocol>(args: &Args, proto: P) -> Result<Outcome, tether::Error> {
             hold: args.hold,
             heartbeat: args.heartbeat,
             handshake: false,
+            batch: args.batch,
         },
         reconnect: args.reconnect,
     };

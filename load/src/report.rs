@@ -22,6 +22,8 @@ pub struct Labels {
     pub loops: usize,
     /// Hold mode.
     pub hold: bool,
+    /// Pipelined in batches.
+    pub batch: bool,
 }
 
 fn verdict_text(v: &Verdict) -> String {
@@ -65,27 +67,31 @@ pub fn cpu_us_per_request(o: &Outcome) -> f64 {
     o.cpu.as_secs_f64() * 1e6 / r as f64
 }
 
-/// The final table.
-pub fn table(l: &Labels, o: &Outcome) -> String {
-    let w = &o.window;
-    let c = &w.counters;
+/// What was run, in one line: protocol, server, connections, depth, shape, loops.
+pub fn heading(l: &Labels) -> String {
     let shape = match (l.hold, l.rate) {
         (true, _) => "hold".to_string(),
         (false, Some(r)) => format!("open loop {r} req/s"),
+        (false, None) if l.batch => "closed loop in batches".to_string(),
         (false, None) => "closed loop".to_string(),
     };
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "tether-load {} → {}: {} conns × {} deep, {shape}, {} loop{}, {:.1} s",
+    format!(
+        "tether-load {} → {}: {} conns × {} deep, {shape}, {} loop{}",
         l.proto,
         l.addr,
         l.conns,
         l.depth,
         l.loops,
-        if l.loops == 1 { "" } else { "s" },
-        w.elapsed.as_secs_f64()
-    );
+        if l.loops == 1 { "" } else { "s" }
+    )
+}
+
+/// The final table.
+pub fn table(l: &Labels, o: &Outcome) -> String {
+    let w = &o.window;
+    let c = &w.counters;
+    let mut s = String::new();
+    let _ = writeln!(s, "{}, {:.1} s", heading(l), w.elapsed.as_secs_f64());
     let _ = writeln!(
         s,
         "  requests     {:>12}   {:>12.0} /s",
@@ -177,6 +183,7 @@ pub fn json(l: &Labels, o: &Outcome) -> String {
     field("rate", l.rate.map_or("null".into(), num));
     field("loops", l.loops.to_string());
     field("hold", l.hold.to_string());
+    field("batch", l.batch.to_string());
     field("duration_s", num(w.elapsed.as_secs_f64()));
     field("requests", w.requests().to_string());
     field("rps", num(w.rps()));

@@ -75,6 +75,7 @@ fn allocs_per_request<P: Protocol>(addr: std::net::SocketAddr, proto: P, rate: O
             hold: false,
             heartbeat: None,
             handshake: false,
+            batch: false,
         },
         reconnect: false,
     };
