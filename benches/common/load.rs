@@ -180,7 +180,7 @@ impl Client {
             (q.counters.get(Counter::Requests) >= wanted && q.in_flight == 0) || now >= deadline
         })?;
         // The loops publish latencies every tick: wait for the last ones.
-        thread::sleep(tether_load::handler::TICK * 2);
+        thread::sleep(tether_load::handler::PUBLISH_EVERY + tether_load::handler::TICK);
         let mut after = self.generator.snapshot();
         after.at = done;
         if after.in_flight > 0 || after.counters.get(Counter::Requests) < wanted {

@@ -19,8 +19,13 @@ use crate::proto::Protocol;
 use crate::rng::Rng;
 use crate::stats::{Counter, Counters, LoopStats, histogram};
 
-/// How often a loop publishes its latencies and looks at the controls.
+/// How often a loop looks at the controls.
 pub const TICK: Duration = Duration::from_millis(10);
+/// Every this many ticks a loop publishes its latencies (adding histograms
+/// walks every bucket: not each tick).
+const PUBLISH_TICKS: u32 = 5;
+/// The longest a latency waits to be published.
+pub const PUBLISH_EVERY: Duration = Duration::from_millis(10 * PUBLISH_TICKS as u64);
 /// The user timer of a connection waiting for its next scheduled send.
 const SEND_TIMER: u64 = 1;
 
@@ -99,6 +104,7 @@ pub struct LoadHandler<P: Protocol> {
     /// Open connections, to wake when a budget is raised.
     open: HashSet<ConnId>,
     resumes_seen: u64,
+    ticks: u32,
 }
 
 impl<P: Protocol> LoadHandler<P> {
@@ -116,6 +122,7 @@ impl<P: Protocol> LoadHandler<P> {
             rng: Rng::new(0x5eed ^ loop_id as u64),
             open: HashSet::new(),
             resumes_seen,
+            ticks: 0,
         }
     }
 
@@ -305,7 +312,10 @@ impl<P: Protocol> EventHandler for LoadHandler<P> {
     }
 
     fn on_tick(&mut self, ctx: &mut LoopCtx<'_>) -> Option<Duration> {
-        self.shared.loops[self.loop_id].publish_latency(&mut self.recent);
+        self.ticks += 1;
+        if self.ticks % PUBLISH_TICKS == 0 || self.shared.control.is_stopped() {
+            self.shared.loops[self.loop_id].publish_latency(&mut self.recent);
+        }
         let resumes = self.shared.control.resumes();
         if resumes != self.resumes_seen {
             self.resumes_seen = resumes;

@@ -76,10 +76,17 @@ pub fn svg(title: &str, series: &[Second]) -> String {
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{h}" viewBox="0 0 {W} {h}" font-family="sans-serif" font-size="12">"#
     );
     let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    // The title in two lines, split after the server's address.
+    let (first, second) = title.split_once(": ").unwrap_or((title, ""));
     let _ = writeln!(
         s,
-        r#"<text x="{LEFT}" y="28" font-size="16" font-weight="bold">{}</text>"#,
-        escape(title)
+        r#"<text x="{LEFT}" y="20" font-size="15" font-weight="bold">{}</text>"#,
+        escape(first)
+    );
+    let _ = writeln!(
+        s,
+        r##"<text x="{LEFT}" y="38" font-size="13" fill="#444">{}</text>"##,
+        escape(second)
     );
 
     // Throughput panel.

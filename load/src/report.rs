@@ -130,13 +130,17 @@ pub fn table(l: &Labels, o: &Outcome) -> String {
         bytes(c.get(Counter::BytesOut)),
         bytes(c.get(Counter::BytesIn))
     );
+    let per_conn = if l.hold {
+        format!(" (+{:.0} B per connection held)", rss_per_conn(o))
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         s,
-        "  generator    CPU {:.2} s ({:.3} µs/request), RSS {:.1} MiB ({:.0} B per connection up)",
+        "  generator    CPU {:.2} s ({:.3} µs/request), RSS {:.1} MiB{per_conn}",
         o.cpu.as_secs_f64(),
         cpu_us_per_request(o),
         o.rss_after as f64 / (1 << 20) as f64,
-        rss_per_conn(o)
     );
     let _ = writeln!(s, "  verdict      {}", verdict_text(&o.verdict));
     s

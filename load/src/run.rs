@@ -198,7 +198,7 @@ pub fn drive(
     let mut end = generator.snapshot();
     generator.control().stop();
     // The loops publish latencies every tick: wait for the last ones.
-    std::thread::sleep(crate::handler::TICK * 2);
+    std::thread::sleep(crate::handler::PUBLISH_EVERY + crate::handler::TICK * 2);
     end.latency = generator.snapshot().latency;
     let cpu = sys::cpu_time().saturating_sub(base_cpu);
     let window = end.since(&base);

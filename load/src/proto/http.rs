@@ -5,6 +5,8 @@
 //! arrives. A status outside 2xx is counted as refused; anything that does not
 //! parse fails the run.
 
+use std::mem::MaybeUninit;
+
 use super::{ProtoError, Protocol, Responses};
 use crate::rng::Rng;
 
@@ -88,9 +90,16 @@ impl HttpConn {
     /// Reads the status line and headers; returns the bytes used, or `None`
     /// when they are not all here yet.
     fn head(&mut self, input: &[u8]) -> Result<Option<usize>, ProtoError> {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut res = httparse::Response::new(&mut headers);
-        let used = match res.parse(input) {
+        // Left uninitialised: httparse writes the headers it finds, so a
+        // response costs what it carries, not MAX_HEADERS slots.
+        let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+        let mut res = httparse::Response::new(&mut []);
+        let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+            &mut res,
+            input,
+            &mut headers,
+        );
+        let used = match parsed {
             Ok(httparse::Status::Complete(n)) => n,
             Ok(httparse::Status::Partial) => return Ok(None),
             Err(e) => return Err(malformed(e.to_string())),
