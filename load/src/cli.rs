@@ -10,7 +10,7 @@ use crate::proto::resp::RespTest;
 
 /// The usage text (`--help`).
 pub const USAGE: &str = "\
-usage: tether-load [--addr HOST:PORT] [--proto echo|frame|http|resp] [flags]
+usage: tether-load [--addr HOST:PORT] [--proto echo|frame|http|resp|ws] [flags]
 
 Load and verify a server over many connections, on tether's client engine.
 
@@ -18,10 +18,11 @@ target and protocol:
   --addr ADDR          server address, HOST:PORT or unix:///path  [127.0.0.1:9000]
   --proto P            echo (bytes echoed, every byte checked), frame (4-byte
                        big-endian length prefix, echoed), http (HTTP/1.1 GET),
-                       resp (Redis)  [echo]
-  --size N             request payload bytes (echo, frame; data of resp set/lpush)
+                       resp (Redis), ws (WebSocket echo of text and binary
+                       messages in turn, checked)  [echo]
+  --size N             request payload bytes (echo, frame, ws; data of resp set/lpush)
                        [64; resp 3]
-  --path PATH          http: the path to GET  [/]
+  --path PATH          http: the path to GET; ws: the path to upgrade  [/]
   --header 'K: V'      http: a request header (repeatable)
   --resp-test T        resp: ping|set|get|incr|lpush, as redis-benchmark  [ping]
   --command 'CMD ...'  resp: a command template instead; __rand_int__ becomes a
@@ -67,6 +68,8 @@ pub enum ProtoChoice {
     Http,
     /// Redis.
     Resp,
+    /// WebSocket echo.
+    Ws,
 }
 
 /// Everything the command line says.
@@ -218,6 +221,7 @@ impl Args {
                         "frame" => ProtoChoice::Frame,
                         "http" => ProtoChoice::Http,
                         "resp" => ProtoChoice::Resp,
+                        "ws" => ProtoChoice::Ws,
                         _ => return Err(bad(&v, "one of echo, frame, http, resp")),
                     };
                 }

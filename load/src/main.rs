@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use tether::net::ListenAddr;
 use tether_load::cli::{Args, CliError, ProtoChoice, USAGE};
 use tether_load::proto::Protocol;
-use tether_load::proto::{echo::Echo, frame::Frame, http::Http, resp::Resp};
+use tether_load::proto::{echo::Echo, frame::Frame, http::Http, resp::Resp, ws::Ws};
 use tether_load::report::{self, Labels};
 use tether_load::run::{self, Outcome, Progress, RunPlan};
 use tether_load::{Generator, Setup, Shape, plot, sys};
@@ -40,6 +40,10 @@ fn main() -> ExitCode {
         ProtoChoice::Frame => (
             "frame".to_string(),
             go(&args, Frame::new(size.unwrap_or(64))),
+        ),
+        ProtoChoice::Ws => (
+            format!("ws {}", args.path),
+            go(&args, Ws::new(&host, &args.path, size.unwrap_or(64))),
         ),
         ProtoChoice::Http => (
             format!("http GET {}", args.path),
@@ -104,7 +108,8 @@ fn go<P: Protocol>(args: &Args, proto: P) -> Result<Outcome, tether::Error> {
             conns: args.conns,
             hold: args.hold,
             heartbeat: args.heartbeat,
-            handshake: false,
+            // WebSocket connections upgrade before any message is sent.
+            handshake: args.proto == ProtoChoice::Ws,
             batch: args.batch,
         },
         reconnect: args.reconnect,

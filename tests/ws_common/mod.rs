@@ -120,13 +120,18 @@ impl Peer {
     /// Connects to a server and does the handshake, with `extensions` offered;
     /// returns the peer and the response head.
     pub fn connect(addr: SocketAddr, extensions: Option<&str>) -> (Peer, String) {
+        Peer::connect_path(addr, "/", extensions)
+    }
+
+    /// [`Peer::connect`] asking for `path`.
+    pub fn connect_path(addr: SocketAddr, path: &str, extensions: Option<&str>) -> (Peer, String) {
         let stream = TcpStream::connect(addr).unwrap();
         let mut p = Peer::new(stream, true);
         let ext = extensions.map_or(String::new(), |e| {
             format!("Sec-WebSocket-Extensions: {e}\r\n")
         });
         let req = format!(
-            "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{ext}\r\n"
+            "GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{ext}\r\n"
         );
         p.stream.write_all(req.as_bytes()).unwrap();
         let head = p.read_head();

@@ -9,6 +9,7 @@ pub mod echo;
 pub mod frame;
 pub mod http;
 pub mod resp;
+pub mod ws;
 
 use std::fmt;
 
