@@ -281,6 +281,7 @@ fn echo_run(kind: &str, size: usize, config: &Config) -> Result<Figures, String>
             hold: false,
             heartbeat: None,
             handshake: true,
+            batch: false,
         },
         reconnect: false,
     };
