@@ -145,13 +145,12 @@ struct Precomputed {
     shift: u32,
     mask: u64,
     big: bool,
-    /// Payload lengths that encode without error: `enc_min..=enc_max`, except
-    /// `enc_empty` (the length of an empty delivered payload, when rejected).
+    /// Payload lengths encoded by the fast path: `enc_min..=enc_min + enc_span`,
+    /// checked with one wrapping subtraction. Empty (`enc_min` = `usize::MAX`, a
+    /// length no payload has) when the header does not fit an 8-byte store at
+    /// the field.
     enc_min: usize,
-    enc_max: usize,
-    enc_empty: Option<usize>,
-    /// The header fits the stack buffer with an 8-byte store at the field.
-    enc_store: bool,
+    enc_span: usize,
 }
 
 impl Precomputed {
@@ -164,10 +163,8 @@ impl Precomputed {
             shift: 0,
             mask: 0,
             big: true,
-            enc_min: 0,
-            enc_max: 0,
-            enc_empty: None,
-            enc_store: false,
+            enc_min: usize::MAX,
+            enc_span: 0,
         }
     }
 
@@ -186,8 +183,17 @@ impl Precomputed {
             (Ok(lo), Ok(hi)) => (lo, hi),
             _ => (1, 0),
         };
-        let (enc_min, enc_max) = c.payload_bounds();
+        let (mut enc_min, enc_max) = c.payload_bounds();
+        if c.reject_empty && enc_min == strip - header {
+            // The one length whose delivered payload is empty: at the bottom.
+            enc_min += 1;
+        }
         let clamp = |v: i128| usize::try_from(v.max(0)).unwrap_or(usize::MAX);
+        let (enc_min, enc_span) = if enc_max >= enc_min && c.offset + 8 <= MAX_HEADER_LEN {
+            (clamp(enc_min), clamp(enc_max) - clamp(enc_min))
+        } else {
+            (usize::MAX, 0)
+        };
         let shift = 64 - 8 * c.width.len() as u32;
         Precomputed {
             lo,
@@ -197,14 +203,8 @@ impl Precomputed {
             shift,
             mask: u64::MAX >> shift,
             big: c.endian == Endian::Big,
-            enc_min: clamp(enc_min),
-            enc_max: if enc_max < enc_min { 0 } else { clamp(enc_max) },
-            enc_empty: if c.reject_empty {
-                usize::try_from(strip - header).ok()
-            } else {
-                None
-            },
-            enc_store: enc_max >= enc_min && c.offset + 8 <= MAX_HEADER_LEN,
+            enc_min,
+            enc_span,
         }
     }
 }
@@ -384,6 +384,10 @@ impl Codec for LengthPrefixed {
         true
     }
 
+    fn header_room(&self) -> usize {
+        self.header_len.min(MAX_HEADER_LEN)
+    }
+
     #[inline]
     fn decode(&mut self, src: &[u8]) -> Result<Decoded, CodecError> {
         let f = &self.fast;
@@ -417,7 +421,7 @@ impl Codec for LengthPrefixed {
     fn encode_header(&self, payload: &[u8], dst: &mut HeaderBuf) -> Result<usize, CodecError> {
         let f = &self.fast;
         let len = payload.len();
-        if !f.enc_store || len < f.enc_min || len > f.enc_max || f.enc_empty == Some(len) {
+        if len.wrapping_sub(f.enc_min) > f.enc_span {
             return self.encode_checked(payload, dst);
         }
         // In range, `len - adjustment` is the field value and fits the field.

@@ -260,6 +260,14 @@ pub trait Codec: Clone + Send + fmt::Debug + 'static {
         &[]
     }
 
+    /// Bytes to leave in front of a payload built in place (the frame layer's
+    /// `build_frame`) for its header:
+    /// the header's length when it is fixed. When the header turns out longer or
+    /// shorter, the payload is moved once to fit it. 0 by default.
+    fn header_room(&self) -> usize {
+        0
+    }
+
     /// Forgets any decoding state, ready for a new stream.
     fn reset(&mut self) {}
 

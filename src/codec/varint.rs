@@ -114,6 +114,11 @@ impl Codec for Varint {
         true
     }
 
+    /// Two bytes: payloads of 128 B to 16 KiB need no move.
+    fn header_room(&self) -> usize {
+        2
+    }
+
     #[inline]
     fn decode(&mut self, src: &[u8]) -> Result<Decoded, CodecError> {
         let Some((len, header)) = read_varint(src)? else {
