@@ -326,3 +326,48 @@ fn wrk_runs_without_errors() {
     assert!(!text.contains("Non-2xx"), "{text}");
     engine.stop();
 }
+
+#[test]
+fn http_example_serves_techempower_endpoints() {
+    use std::io::BufRead;
+    let mut child = Command::new(example("http"))
+        .args(["--addr", "127.0.0.1:0", "--loops", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr: SocketAddr = line.trim()["listening on ".len()..].parse().unwrap();
+    let mut s = connect(addr);
+    s.write_all(
+        b"GET /plaintext HTTP/1.1\r\n\r\nGET /json HTTP/1.1\r\n\r\nGET /nope HTTP/1.1\r\n\r\n",
+    )
+    .unwrap();
+    let mut pending = Vec::new();
+    let (status, head, body) = read_response(&mut s, &mut pending);
+    assert_eq!((status, &body[..]), (200, &b"Hello, World!"[..]));
+    assert!(head.contains("Content-Type: text/plain") && head.contains("Server: tether"));
+    assert!(head.contains("\r\nDate: "), "{head}");
+    let (status, head, body) = read_response(&mut s, &mut pending);
+    assert_eq!(
+        (status, &body[..]),
+        (200, &br#"{"message":"Hello, World!"}"#[..])
+    );
+    assert!(head.contains("Content-Type: application/json"));
+    assert_eq!(read_response(&mut s, &mut pending).0, 404);
+    let _ = child.kill();
+    let _ = child.wait();
+    let help = Command::new(example("http"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(help.status.success());
+    let bad = Command::new(example("http"))
+        .arg("--nope")
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+}

@@ -228,3 +228,76 @@ fn redis_benchmark_reports_no_error() {
         assert!(text.contains(test), "{test} missing: {text}");
     }
 }
+
+#[test]
+fn redis_cli_subscribe_in_one_process_publish_in_another() {
+    if !have_tool("redis-cli") {
+        return;
+    }
+    let server = RespServer::start("2");
+    let mut sub = Command::new("redis-cli")
+        .args(["-p", &server.port(), "subscribe", "news", "sport"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let out = BufReader::new(sub.stdout.take().unwrap());
+    std::thread::spawn(move || {
+        for line in out.lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next = || {
+        rx.recv_timeout(DEADLINE)
+            .expect("a line from the subscriber")
+    };
+    let confirmations: Vec<String> = (0..6).map(|_| next()).collect();
+    assert_eq!(
+        confirmations,
+        ["subscribe", "news", "1", "subscribe", "sport", "2"]
+    );
+    // Several publishers, one connection each, spread over both loops.
+    for i in 0..4 {
+        let msg = format!("hello {i}");
+        assert_eq!(cli(&server, &format!("PUBLISH news \"{msg}\"\n")), ["1"]);
+        let got: Vec<String> = (0..3).map(|_| next()).collect();
+        assert_eq!(got, ["message", "news", msg.as_str()]);
+    }
+    assert_eq!(cli(&server, "PUBLISH nobody x\n"), ["0"]);
+    let _ = sub.kill();
+    let _ = sub.wait();
+
+    // The protocol as a raw client sees it: confirmations, the subscribed-mode
+    // restriction, UNSUBSCRIBE of everything.
+    let mut s = connect(server.addr);
+    s.write_all(b"SUBSCRIBE a\r\nGET x\r\nPING\r\nUNSUBSCRIBE\r\nGET x\r\n")
+        .unwrap();
+    let mut want = b"*3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n".to_vec();
+    want.extend_from_slice(b"-ERR only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context\r\n");
+    want.extend_from_slice(b"*2\r\n$4\r\npong\r\n$0\r\n\r\n");
+    want.extend_from_slice(b"*3\r\n$11\r\nunsubscribe\r\n$1\r\na\r\n:0\r\n");
+    want.extend_from_slice(b"$-1\r\n");
+    assert_eq!(
+        String::from_utf8_lossy(&read_n(&mut s, want.len())),
+        String::from_utf8_lossy(&want)
+    );
+}
+
+#[test]
+fn resp_example_flags() {
+    let help = Command::new(example("resp"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(help.status.success());
+    assert!(String::from_utf8_lossy(&help.stdout).starts_with("usage: resp"));
+    let bad = Command::new(example("resp"))
+        .arg("--loops")
+        .arg("0")
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+}

@@ -15,6 +15,8 @@ mod commands;
 mod keyspace;
 #[path = "../protocol/mod.rs"]
 mod protocol;
+#[path = "../../examples/resp/pubsub.rs"]
+mod pubsub;
 #[path = "../../examples/resp/server.rs"]
 mod server;
 
@@ -29,7 +31,8 @@ static ALLOC: CountingAlloc = CountingAlloc;
 
 fn serve_tether() -> ExitCode {
     let db = Arc::new(Mutex::new(keyspace::Keyspace::new()));
-    let engine = Engine::builder(move |_| server::Server::new(db.clone()))
+    let channels = pubsub::Shared::default();
+    let engine = Engine::builder(move |_| server::Server::new(db.clone(), channels.clone()))
         .loops(1)
         .listen("127.0.0.1:0")
         .start();

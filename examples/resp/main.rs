@@ -22,6 +22,7 @@ mod commands;
 #[path = "../common/mod.rs"]
 mod common;
 mod keyspace;
+mod pubsub;
 mod server;
 
 use std::process::ExitCode;
@@ -65,7 +66,8 @@ fn main() -> ExitCode {
         Err(code) => return code,
     };
     let db = Arc::new(Mutex::new(Keyspace::new()));
-    let engine = Engine::builder(move |_loop| Server::new(db.clone()))
+    let channels = pubsub::Shared::default();
+    let engine = Engine::builder(move |_loop| Server::new(db.clone(), channels.clone()))
         .options(options)
         .listen(addr)
         .start();

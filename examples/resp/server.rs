@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use tether::codec::Resp;
 use tether::codec::resp::{Decoded, RespWrite};
-use tether::{Action, Conn, EventHandler, LoopCtx};
+use tether::{Action, CloseReason, Conn, EventHandler, LoopCtx};
 
 use crate::commands::{self, Argv, Outcome};
 use crate::keyspace::Keyspace;
+use crate::pubsub::{self, Subscriptions};
 
 /// Commands are flat arrays of bulk strings; a bulk string may not exceed what
 /// a connection may buffer anyway.
@@ -23,11 +24,13 @@ const EXPIRY_SWEEP: Duration = Duration::from_millis(100);
 
 pub struct Server {
     db: Arc<Mutex<Keyspace>>,
+    channels: pubsub::Shared,
 }
 
 impl Server {
-    pub fn new(db: Arc<Mutex<Keyspace>>) -> Self {
-        Server { db }
+    /// A loop's handler over the keyspace and channels every loop shares.
+    pub fn new(db: Arc<Mutex<Keyspace>>, channels: pubsub::Shared) -> Self {
+        Server { db, channels }
     }
 }
 
@@ -37,6 +40,19 @@ pub struct Client {
     /// Don't decode again until this many bytes are buffered (a large bulk
     /// string arriving in pieces is not rescanned per read).
     want: usize,
+    subs: Subscriptions,
+}
+
+impl std::borrow::Borrow<Subscriptions> for Client {
+    fn borrow(&self) -> &Subscriptions {
+        &self.subs
+    }
+}
+
+impl std::borrow::BorrowMut<Subscriptions> for Client {
+    fn borrow_mut(&mut self) -> &mut Subscriptions {
+        &mut self.subs
+    }
 }
 
 fn lock(db: &Mutex<Keyspace>) -> MutexGuard<'_, Keyspace> {
@@ -69,6 +85,23 @@ impl EventHandler for Server {
                     if argv.len() == 0 {
                         continue; // an empty inline line
                     }
+                    if conn.state().subs.is_subscribed() {
+                        if !pubsub::allowed_while_subscribed(&argv) {
+                            conn.put_error(
+                                b"ERR only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
+                            );
+                            continue;
+                        }
+                        if argv.is(0, "PING") {
+                            conn.put_array(2);
+                            conn.put_bulk(b"pong");
+                            conn.put_bulk(argv.get(1));
+                            continue;
+                        }
+                    }
+                    if pubsub::execute(&self.channels, conn, &argv) {
+                        continue;
+                    }
                     let db = db.get_or_insert_with(|| lock(&self.db));
                     let now = db.ms(conn.now());
                     if commands::execute(db, conn, &argv, now) == Outcome::Quit {
@@ -89,6 +122,11 @@ impl EventHandler for Server {
         conn.state_mut().want = want;
         conn.consume(pos);
         Action::Continue
+    }
+
+    fn on_close(&mut self, conn: &mut Conn<'_, Client>, _reason: &CloseReason) {
+        let id = conn.id();
+        pubsub::drop_connection(&self.channels, &mut conn.state_mut().subs, id);
     }
 
     fn on_tick(&mut self, ctx: &mut LoopCtx<'_>) -> Option<Duration> {

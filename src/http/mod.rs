@@ -323,6 +323,43 @@ impl Server {
     }
 }
 
+/// The length of the first complete request (head and body) at the front of
+/// `src`, framed exactly as [`Server::serve`] frames it with the default
+/// limits: `Ok(None)` while incomplete.
+///
+/// # Errors
+///
+/// The [`HttpError`] the server would answer the request with.
+///
+/// # Examples
+///
+/// ```
+/// use tether::http::frame_request;
+///
+/// let two = b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\nhiGET / HTTP/1.1\r\n\r\n";
+/// assert_eq!(frame_request(two), Ok(Some(40)));
+/// assert_eq!(frame_request(&two[..39]), Ok(None));
+/// ```
+pub fn frame_request(src: &[u8]) -> Result<Option<usize>, HttpError> {
+    let limits = Server::new().limits;
+    let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+    let Some(head) = framing::parse_head(src, &mut headers, &limits)? else {
+        return Ok(None);
+    };
+    let body = &src[head.len..];
+    match head.body {
+        BodyKind::Length(n) => Ok(usize::try_from(n)
+            .ok()
+            .filter(|&n| n <= body.len())
+            .map(|n| head.len + n)),
+        BodyKind::Chunked => {
+            let mut decoder = ChunkedDecoder::new(limits.max_body);
+            let (used, done) = decoder.decode(body, |_| {}).map_err(HttpError::BadChunk)?;
+            Ok(done.then_some(head.len + used))
+        }
+    }
+}
+
 /// Sends `100 Continue` once per request when the client waits for it.
 fn continue_if_expected<S: BorrowMut<HttpConn>>(conn: &mut Conn<'_, S>, expected: bool) {
     let http = conn.state_mut().borrow_mut();
