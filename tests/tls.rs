@@ -31,17 +31,22 @@ impl Drop for Certs {
 }
 
 impl Certs {
-    /// A self-signed certificate for `localhost`, also written as PEM files.
+    /// A self-signed certificate for `localhost` and 127.0.0.1 (another one,
+    /// with its own key, for the tag `other`), also written as PEM files. The
+    /// pairs are fixed files in tests/data/tls (see its README).
     fn new(tag: &str) -> Certs {
-        let c = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
-            .unwrap();
+        let name = if tag == "other" { "other" } else { "localhost" };
+        let fixture = |ext: &str| {
+            let path = format!("{}/tests/data/tls/{name}.{ext}", env!("CARGO_MANIFEST_DIR"));
+            std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+        };
         let dir = std::env::temp_dir().join(format!("tether-tls-{}-{tag}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("cert.pem"), c.cert.pem()).unwrap();
-        std::fs::write(dir.join("key.pem"), c.key_pair.serialize_pem()).unwrap();
+        std::fs::write(dir.join("cert.pem"), fixture("cert.pem")).unwrap();
+        std::fs::write(dir.join("key.pem"), fixture("key.pem")).unwrap();
         Certs {
-            cert: c.cert.der().clone(),
-            key: PrivatePkcs8KeyDer::from(c.key_pair.serialize_der()).into(),
+            cert: CertificateDer::from(fixture("cert.der")),
+            key: PrivatePkcs8KeyDer::from(fixture("key.der")).into(),
             dir,
         }
     }

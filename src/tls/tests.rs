@@ -17,11 +17,16 @@ struct Cert {
     key: PrivateKeyDer<'static>,
 }
 
+/// A fixed self-signed certificate and key from tests/data/tls: `localhost`,
+/// `other` (also for localhost, another key), `a.test`, `b.test`.
 fn cert(name: &str) -> Cert {
-    let c = rcgen::generate_simple_self_signed(vec![name.to_string()]).unwrap();
+    let fixture = |ext: &str| {
+        let path = format!("{}/tests/data/tls/{name}.{ext}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    };
     Cert {
-        der: c.cert.der().clone(),
-        key: PrivatePkcs8KeyDer::from(c.key_pair.serialize_der()).into(),
+        der: CertificateDer::from(fixture("cert.der")),
+        key: PrivatePkcs8KeyDer::from(fixture("key.der")).into(),
     }
 }
 
@@ -225,7 +230,7 @@ fn sni_picks_the_certificate() {
 
 #[test]
 fn untrusted_certificate_and_garbage_are_handshake_errors_with_an_alert() {
-    let (c, other) = (cert("localhost"), cert("localhost"));
+    let (c, other) = (cert("localhost"), cert("other"));
     let mut ours = Ours::new(TlsSession::server(server_config(&c, &[])).unwrap());
     let name = ServerName::try_from("localhost").unwrap();
     let client = ClientConnection::new(client_config(&other, &[]), name).unwrap();
