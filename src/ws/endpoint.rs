@@ -219,7 +219,7 @@ impl Endpoint {
         state: &mut WsState,
         method: &str,
         headers: impl Iterator<Item = (&'h str, &'h [u8])> + Clone,
-        mut write_header: impl FnMut(&str, &[u8]),
+        mut write_header: impl FnMut(&'static str, &[u8]),
     ) -> Result<(), HandshakeError> {
         let offer = Offer::check(method, headers, &self.config.protocols, self.config.deflate)?;
         offer.for_each_header(&self.config.protocols, &mut write_header);

@@ -184,7 +184,11 @@ impl Offer {
 
     /// Calls `f` with each `Sec-WebSocket-*` header of the answer (accept,
     /// protocol, extensions), for writing through another HTTP layer.
-    pub fn for_each_header(&self, protocols: &[impl AsRef<str>], mut f: impl FnMut(&str, &[u8])) {
+    pub fn for_each_header(
+        &self,
+        protocols: &[impl AsRef<str>],
+        mut f: impl FnMut(&'static str, &[u8]),
+    ) {
         f("Sec-WebSocket-Accept", &self.accept);
         if let Some(p) = self.agreed.protocol.and_then(|i| protocols.get(i)) {
             f("Sec-WebSocket-Protocol", p.as_ref().as_bytes());

@@ -13,8 +13,10 @@
 //!   [`WsState`] in the handler's `State`, called from your own callbacks
 //!   ([`Endpoint::serve`] in `on_traffic`, [`Endpoint::heartbeat`] in
 //!   `on_heartbeat`, [`Endpoint::timer`] in `on_timer`). A server takes the
-//!   upgrade request itself (standalone) or through another HTTP layer
-//!   ([`Endpoint::accept`]); a client dials and calls [`Endpoint::connect`].
+//!   upgrade request itself (standalone), through tether's HTTP layer
+//!   ([`Endpoint::upgrade`] from a [`crate::http::Server::serve`] route), or
+//!   through any other ([`Endpoint::accept`]); a client dials and calls
+//!   [`Endpoint::connect`].
 //!
 //! # What it guarantees
 //!
@@ -38,6 +40,7 @@ mod frame;
 mod handshake;
 mod mask;
 mod receiver;
+mod upgrade;
 mod utf8;
 
 pub use close::{CloseCode, CloseFrame, close_payload};
