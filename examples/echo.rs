@@ -12,8 +12,11 @@
 //! connections idle that long; 0 = off, the default), `--frame-timeout-ms MS`
 //! (close a connection whose unread input is held that long; 0 = off, the
 //! default: echo consumes everything at once), `--max-connections N` (default
-//! 10000; 0 = unlimited), `--busy-poll-us N` (low-latency mode: poll without
-//! blocking for N µs after each burst of events; 0 = off, the default). Prints `listening on <addr>` once it accepts; stops
+//! 10000; 0 = unlimited), `--memory-budget-mb MB` (buffer memory all
+//! connections may hold together; past it the largest holders are shed;
+//! default 256, 0 = none), `--busy-poll-us N` (low-latency mode: poll without
+//! blocking for N µs after each burst of events; 0 = off, the default). Prints
+//! `listening on <addr>` once it accepts; stops
 //! gracefully on SIGINT or SIGTERM. `--help` prints the usage; a usage error
 //! exits with status 2. Logging: `RUST_LOG=debug`.
 
@@ -55,8 +58,8 @@ impl EventHandler for Echo {
 
 const USAGE: &str = "[--addr ADDR] [--loops N] [--reuseport on|off] \
      [--lb round-robin|least-conn|source-hash] [--idle-timeout-ms MS] \
-     [--frame-timeout-ms MS] [--max-connections N] [--busy-poll-us N] \
-     [--tls-cert PEM --tls-key PEM]";
+     [--frame-timeout-ms MS] [--max-connections N] [--memory-budget-mb MB] \
+     [--busy-poll-us N] [--tls-cert PEM --tls-key PEM]";
 
 struct Args {
     addr: String,
@@ -72,6 +75,7 @@ fn parse_args(cli: &mut common::Cli) -> Result<Args, common::Usage> {
         frame_timeout: None,
         idle_timeout: None,
         max_connections: 10_000,
+        memory_budget: Some(256 * 1024 * 1024),
     };
     while let Some(flag) = cli.flag() {
         match flag.as_str() {

@@ -14,7 +14,10 @@
 //! `--frame-timeout-ms MS` (a connection holding a partial frame that long is
 //! closed, however slowly it trickles; default 10000, 0 = off),
 //! `--idle-timeout-ms MS` (default 60000, 0 = off), `--max-connections N`
-//! (default 10000, 0 = unlimited), `--fault-summary-ms MS` (default 10000),
+//! (default 10000, 0 = unlimited), `--memory-budget-mb MB` (buffer memory all
+//! connections may hold together; past it the largest holders are shed with
+//! `memory budget`; default 256, 0 = none), `--fault-summary-ms MS` (default
+//! 10000),
 //! `--trim-every-ms MS` (hand the memory the allocator holds free back to the
 //! system this often, see `tether::memory`; default 1000, 0 = never),
 //! `--mmap-threshold BYTES` (buffers this large are their own mappings,
@@ -36,7 +39,8 @@ use tether::net::ListenAddr;
 use tether::{Action, CloseReason, Conn, Engine, EventHandler, Options, decode_frames};
 
 const USAGE: &str = "[--addr ADDR] [--loops N] [--max-frame BYTES] [--frame-timeout-ms MS] \
-                     [--idle-timeout-ms MS] [--max-connections N] [--fault-summary-ms MS] \
+                     [--idle-timeout-ms MS] [--max-connections N] [--memory-budget-mb MB] \
+                     [--fault-summary-ms MS] \
                      [--mmap-threshold BYTES] [--trim-every-ms MS]";
 
 /// The largest `--max-frame`.
@@ -85,6 +89,7 @@ fn parse_args(cli: &mut common::Cli) -> Result<Args, common::Usage> {
         frame_timeout: Some(Duration::from_secs(10)),
         idle_timeout: Some(Duration::from_secs(60)),
         max_connections: 10_000,
+        memory_budget: Some(256 * 1024 * 1024),
     };
     while let Some(flag) = cli.flag() {
         match flag.as_str() {

@@ -39,8 +39,9 @@ pub struct Options {
     /// Default: 32 KiB.
     pub write_low_watermark: usize,
     /// Pending outbound bytes beyond which the connection is closed with
-    /// [`CloseReason::WriteOverflow`](crate::CloseReason::WriteOverflow).
-    /// Default: 4 MiB.
+    /// [`CloseReason::WriteOverflow`](crate::CloseReason::WriteOverflow) (logged
+    /// at warn, at most once per 10 s per loop). Default: 8 MiB + 64 KiB, as
+    /// `max_inbound`, so echoing a frame of the decoder's default maximum fits.
     pub max_outbound: usize,
     /// Unconsumed inbound bytes beyond which the connection is closed with
     /// [`CloseReason::InboundOverflow`](crate::CloseReason::InboundOverflow).
@@ -55,6 +56,14 @@ pub struct Options {
     /// [`SendError::InboxFull`](crate::SendError::InboxFull) instead of letting a
     /// producer outrun a stalled loop without bound. Default: 64 MiB.
     pub max_inbox_bytes: usize,
+    /// Buffer bytes (unconsumed input plus pending output) all connections of
+    /// the engine may hold together, split evenly between the loops. A loop
+    /// past its share closes its largest holders with
+    /// [`CloseReason::MemoryBudget`](crate::CloseReason::MemoryBudget) until it
+    /// is an eighth under, as an overload manager sheds load, and logs that at
+    /// warn (at most once per 10 s per loop). Default: `None` (no budget beyond
+    /// the per-connection caps).
+    pub memory_budget: Option<usize>,
     /// Connections accepted per listener per wakeup, so a connection storm does
     /// not starve established connections. Default: 64.
     pub accepts_per_wakeup: usize,
@@ -127,8 +136,9 @@ impl Default for Options {
             pool_max_idle: 1024,
             write_high_watermark: 64 * 1024,
             write_low_watermark: 32 * 1024,
-            max_outbound: 4 * 1024 * 1024,
-            max_inbound: 8 * 1024 * 1024 + 64 * 1024,
+            max_outbound: crate::codec::DEFAULT_MAX_FRAME_LEN + 64 * 1024,
+            max_inbound: crate::codec::DEFAULT_MAX_FRAME_LEN + 64 * 1024,
+            memory_budget: None,
             accepts_per_wakeup: 64,
             max_connections: usize::MAX,
             max_inbox_bytes: 64 * 1024 * 1024,

@@ -62,6 +62,9 @@ pub enum CloseReason {
     Panic,
     /// The engine is stopping.
     Shutdown,
+    /// Shed to keep the engine within `Options::memory_budget`: it held the
+    /// most buffer memory when the budget ran out.
+    MemoryBudget,
     /// The PROXY protocol header was missing, malformed, too long or late.
     Proxy(crate::proxy::ProxyError),
     /// The TLS handshake or session failed, or the handshake timed out.
@@ -92,6 +95,7 @@ impl fmt::Display for CloseReason {
             CloseReason::Io(e) => write!(f, "i/o error: {e}"),
             CloseReason::Panic => f.write_str("handler panicked"),
             CloseReason::Shutdown => f.write_str("engine shutdown"),
+            CloseReason::MemoryBudget => f.write_str("shed: memory budget exceeded"),
             CloseReason::Proxy(e) => write!(f, "{e}"),
             #[cfg(feature = "tls")]
             CloseReason::Tls(e) => write!(f, "{e}"),

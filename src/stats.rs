@@ -34,9 +34,11 @@ pub struct ClosedBy {
     pub proxy: u64,
     /// `CloseReason::Tls` (feature `tls`).
     pub tls: u64,
+    /// [`CloseReason::MemoryBudget`].
+    pub memory_budget: u64,
 }
 
-const REASONS: usize = 13;
+const REASONS: usize = 14;
 
 fn reason_index(reason: &CloseReason) -> usize {
     match reason {
@@ -54,6 +56,7 @@ fn reason_index(reason: &CloseReason) -> usize {
         CloseReason::Proxy(_) => 11,
         #[cfg(feature = "tls")]
         CloseReason::Tls(_) => 12,
+        CloseReason::MemoryBudget => 13,
     }
 }
 
@@ -73,6 +76,7 @@ impl ClosedBy {
             shutdown: a[10],
             proxy: a[11],
             tls: a[12],
+            memory_budget: a[13],
         }
     }
 
@@ -91,6 +95,7 @@ impl ClosedBy {
             (&mut self.shutdown, o.shutdown),
             (&mut self.proxy, o.proxy),
             (&mut self.tls, o.tls),
+            (&mut self.memory_budget, o.memory_budget),
         ];
         for (mine, theirs) in fields {
             *mine += theirs;

@@ -32,9 +32,76 @@ fn documented_limit_defaults() {
     let o = Options::default();
     assert_eq!(o.write_high_watermark, 64 * KIB);
     assert_eq!(o.write_low_watermark, 32 * KIB);
-    assert_eq!(o.max_outbound, 4 * MIB);
+    assert_eq!(o.max_outbound, 8 * MIB + 64 * KIB);
+    assert_eq!(o.max_inbound, 8 * MIB + 64 * KIB);
     assert_eq!(o.max_connections, usize::MAX);
     assert_eq!(o.accepts_per_wakeup, 64);
+    assert_eq!(o.memory_budget, None);
+    assert!(!o.udp_allow_own_source);
+}
+
+#[test]
+fn defaults_are_coherent_a_maximal_default_frame_can_be_echoed() {
+    let o = Options::default();
+    let frame = tether::codec::DEFAULT_MAX_FRAME_LEN + 4;
+    assert!(
+        o.max_inbound >= frame,
+        "a maximal frame must fit the input cap"
+    );
+    assert!(o.max_outbound >= frame, "and its echo the output cap");
+    assert!(o.write_high_watermark <= o.max_outbound);
+}
+
+/// Collects log records of tether at warn and above, for the whole binary.
+struct Captured;
+
+static WARNINGS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+impl log::Log for Captured {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        m.level() <= log::Level::Warn
+    }
+
+    fn log(&self, r: &log::Record<'_>) {
+        if self.enabled(r.metadata()) {
+            WARNINGS
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(format!("{} {}", r.level(), r.args()));
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+#[test]
+fn write_overflow_closes_are_logged_at_warn_once_per_interval() {
+    static LOGGER: Captured = Captured;
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(log::LevelFilter::Warn);
+    let (engine, rx) = start_probe(one_loop(), Probe::new);
+    let addr = engine.local_addrs()[0];
+    let mut clients = Vec::new();
+    for _ in 0..20 {
+        let client = connect_small_rcvbuf(addr, TINY_RCVBUF);
+        let P::Open(id) = next_p(&rx, "open") else {
+            panic!("expected open")
+        };
+        engine.send(id, vec![7u8; 12 * MIB]).unwrap();
+        wait_p(&rx, "the overflow close", |p| matches!(p, P::Close(_)));
+        clients.push(client);
+    }
+    assert_eq!(engine.stats().total.closed_by.write_overflow, 20);
+    let lines: Vec<String> = WARNINGS
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains("max_outbound"))
+        .cloned()
+        .collect();
+    assert_eq!(lines.len(), 1, "one warn line per interval: {lines:#?}");
+    assert!(lines[0].starts_with("WARN "), "{lines:?}");
+    engine.stop();
 }
 
 // ---- a handler driven from the test thread through `Engine::wake` ----
@@ -174,9 +241,11 @@ fn start_probe(
     (engine, rx)
 }
 
+/// One loop, with the 4 MiB output cap these scenarios are written around.
 fn one_loop() -> Options {
     let mut o = Options::default();
     o.loops = 1;
+    o.max_outbound = 4 * MIB;
     o
 }
 
@@ -884,4 +953,93 @@ fn stats_add_up_in_a_scripted_scenario() {
     assert_eq!(t.bytes_in, bytes_in);
     drop(a);
     engine.stop();
+}
+
+/// Decodes frames and drops them: a partial frame is held as unconsumed input.
+struct FrameSink {
+    codec: LengthPrefixed,
+}
+
+impl EventHandler for FrameSink {
+    type State = ();
+
+    fn on_traffic(&mut self, conn: &mut Conn<'_, ()>) -> Action {
+        decode_frames(conn, &mut self.codec, |_, _| Action::Continue)
+    }
+}
+
+const BUDGET_CHILD: &str = "TETHER_LIMITS_BUDGET_CHILD";
+const BUDGET: usize = 16 * MIB;
+
+#[test]
+fn two_thousand_connections_claiming_8_mib_frames_stay_within_the_memory_budget() {
+    if std::env::var_os(BUDGET_CHILD).is_some() {
+        let mut o = one_loop();
+        o.memory_budget = Some(BUDGET);
+        let engine = Engine::builder(|_| FrameSink {
+            codec: LengthPrefixed::new(),
+        })
+        .options(o)
+        .listen("127.0.0.1:0")
+        .start()
+        .unwrap();
+        return child_serve(&engine);
+    }
+    let mut server = ChildServer::spawn(
+        "two_thousand_connections_claiming_8_mib_frames_stay_within_the_memory_budget",
+        BUDGET_CHILD,
+    );
+    let baseline = server.stats().rss_kib;
+    // Each claims a frame just under 8 MiB and sends 32 KiB of it: 64 MiB of
+    // partial frames in all, four times the budget.
+    let mut wire = ((8 * MIB - 1) as u32).to_be_bytes().to_vec();
+    wire.extend(std::iter::repeat_n(0u8, 32 * KIB));
+    const N: usize = 2000;
+    let mut clients = Vec::with_capacity(N);
+    let (mut peak_buffers, mut peak_rss) = (0, 0);
+    let mut note = |s: ChildStats| {
+        peak_buffers = peak_buffers.max(s.buffer_bytes);
+        peak_rss = peak_rss.max(s.rss_kib);
+        s
+    };
+    for i in 0..N {
+        let mut c = TcpStream::connect(server.addr).expect("connect");
+        // A shed connection may be reset while this is still in flight.
+        let _ = c.write_all(&wire);
+        clients.push(c);
+        if i % 100 == 99 {
+            note(server.stats());
+        }
+    }
+    // Until every connection was accepted and the input stops moving.
+    let mut last = note(server.stats_until("all accepted", |s| s.accepted as usize == N));
+    let end = Instant::now() + DEADLINE;
+    loop {
+        std::thread::sleep(Duration::from_millis(50));
+        let s = note(server.stats());
+        if s.bytes_in == last.bytes_in {
+            break;
+        }
+        last = s;
+        assert!(Instant::now() < end, "input never settled: {s:?}");
+    }
+    eprintln!(
+        "budget {} KiB: peak buffers {} KiB, RSS {baseline} -> peak {peak_rss} KiB, {} shed",
+        BUDGET / KIB,
+        peak_buffers / 1024,
+        last.closed
+    );
+    assert!(last.closed > 0, "the budget shed nobody: {last:?}");
+    assert!(
+        peak_buffers as usize <= BUDGET,
+        "connections held {peak_buffers} bytes of buffers, budget {BUDGET}"
+    );
+    let grew_kib = peak_rss.saturating_sub(baseline);
+    assert!(
+        grew_kib as usize <= (BUDGET + 24 * MIB) / KIB,
+        "RSS grew by {grew_kib} KiB with a budget of {} KiB",
+        BUDGET / KIB
+    );
+    drop(clients);
+    let _ = server.finish();
 }

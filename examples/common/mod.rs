@@ -165,11 +165,13 @@ pub fn announced(engine: &tether::Engine) -> String {
 }
 
 /// The limits every example server sets and the flags that change them:
-/// `--frame-timeout-ms`, `--idle-timeout-ms`, `--max-connections`.
+/// `--frame-timeout-ms`, `--idle-timeout-ms`, `--max-connections`,
+/// `--memory-budget-mb`.
 pub struct ServerLimits {
     pub frame_timeout: Option<Duration>,
     pub idle_timeout: Option<Duration>,
     pub max_connections: usize,
+    pub memory_budget: Option<usize>,
 }
 
 impl ServerLimits {
@@ -182,6 +184,10 @@ impl ServerLimits {
                 let n = cli.number(flag, 0..=10_000_000usize)?;
                 self.max_connections = if n == 0 { usize::MAX } else { n };
             }
+            "--memory-budget-mb" => {
+                let mb = cli.number(flag, 0..=1024 * 1024usize)?;
+                self.memory_budget = (mb > 0).then_some(mb * 1024 * 1024);
+            }
             _ => return Ok(false),
         }
         Ok(true)
@@ -192,6 +198,7 @@ impl ServerLimits {
         options.frame_timeout = self.frame_timeout;
         options.idle_timeout = self.idle_timeout;
         options.max_connections = self.max_connections;
+        options.memory_budget = self.memory_budget;
     }
 }
 
@@ -251,6 +258,7 @@ fn peer_fault(reason: &CloseReason) -> Option<&'static str> {
         CloseReason::InboundOverflow => "inbound overflow",
         CloseReason::WriteOverflow => "write overflow",
         CloseReason::Reset => "reset",
+        CloseReason::MemoryBudget => "memory budget",
         _ => return None,
     })
 }

@@ -23,6 +23,7 @@ use crate::timeouts::{Due, Timing};
 use crate::timer::TimerWheel;
 
 mod accept;
+mod budget;
 mod commands;
 pub(crate) mod core;
 mod dial;
@@ -265,6 +266,7 @@ impl<H: EventHandler> EventLoop<H> {
             self.run_ready_dialed();
             self.expire_timers();
             self.expire_sessions();
+            self.enforce_budget();
             self.publish_gauges();
             if let Some(deadline) = self.stopping {
                 if self.conns.is_empty() || self.core.now >= deadline {
@@ -424,6 +426,9 @@ impl<H: EventHandler> EventLoop<H> {
                         self.core
                             .pool
                             .append(inbound, &self.rbuf[..n], self.opts.max_inbound);
+                        if self.enforce_budget() && !self.conns.contains(key) {
+                            return;
+                        }
                         Input::Own
                     }
                 };
@@ -640,6 +645,7 @@ impl<H: EventHandler> EventLoop<H> {
             slot: key as u32,
             generation: slot.generation,
         };
+        crate::memory::report::overload_close(id, &reason, self.core.now);
         // Counted closed before `on_close`, so whoever it notifies sees the count.
         self.core
             .engine

@@ -22,6 +22,9 @@
 // The two glibc calls are the only libc here.
 #![allow(unsafe_code)]
 
+pub(crate) mod budget;
+pub(crate) mod report;
+
 /// Makes every allocation of at least `bytes` a separate mapping that is
 /// returned to the system when freed, for the whole process (glibc's
 /// `M_MMAP_THRESHOLD`, which also stops its dynamic raise). 1 MiB suits
