@@ -230,7 +230,9 @@ impl EventHandler for FillToCap {
 #[test]
 fn output_kept_at_the_cap_for_a_peer_that_never_reads_stays_within_the_cap() {
     let (tx, rx) = channel();
-    let engine = start(options(1), move |_| FillToCap { tx: tx.clone() });
+    let mut o = options(1);
+    o.max_outbound = 4 * MIB;
+    let engine = start(o, move |_| FillToCap { tx: tx.clone() });
     let client = connect_small_rcvbuf(engine.local_addrs()[0], TINY_RCVBUF);
     let Ev::Open(id) = next_event(&rx, "open") else {
         panic!("expected open")
