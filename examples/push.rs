@@ -353,6 +353,7 @@ fn parse_args(cli: &mut common::Cli) -> Result<Args, common::Usage> {
         frame_timeout: Some(Duration::from_secs(10)),
         idle_timeout: Some(Duration::from_secs(120)),
         max_connections: 100_000,
+        memory_budget: None,
     };
     while let Some(flag) = cli.flag() {
         match flag.as_str() {
