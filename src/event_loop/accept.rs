@@ -144,10 +144,15 @@ impl<H: EventHandler> EventLoop<H> {
         }
         let generation = self.next_generation;
         self.next_generation = self.next_generation.wrapping_add(1);
+        let layered = if layer.as_ref().is_some_and(|l| l.intercepts()) {
+            LAYERED
+        } else {
+            0
+        };
         entry.insert(Slot {
             stream,
             generation,
-            flags: REG_READ,
+            flags: REG_READ | layered,
             listener,
             inbound: None,
             outbound: None,

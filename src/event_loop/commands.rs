@@ -56,7 +56,7 @@ impl<H: EventHandler> EventLoop<H> {
 
     pub(super) fn flush_gathered(&mut self, key: Option<usize>) {
         if let Some(key) = key {
-            if !self.flush_scratch(key) {
+            if !self.seal_scratch(key) || !self.flush_scratch(key) {
                 self.core.scratch.clear();
             }
         }

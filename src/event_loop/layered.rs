@@ -96,9 +96,26 @@ impl<H: EventHandler> EventLoop<H> {
             &mut self.core.pool,
             &mut self.layer_bufs,
         );
+        if !layer.intercepts() {
+            // A plain connection whose header is done: the hot path no longer
+            // looks at the layer.
+            slot.flags &= !LAYERED;
+        }
         if fed.as_ref().is_ok_and(|f| f.opened) {
             if let Some(id) = layer.deadline.take() {
                 self.core.user_wheel.cancel(id);
+                // Without it the wheels may hold nothing: say so, or the loop
+                // keeps reading the clock for a deadline that is gone.
+                if self.core.user_wheel.is_empty() {
+                    self.core.next_check = [
+                        self.core.conn_wheel.next_expiry(),
+                        self.dial_wheel.next_expiry(),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .min()
+                    .unwrap_or(u64::MAX);
+                }
             }
         }
         // Handshake records, tickets and alerts go out first.
@@ -211,7 +228,10 @@ impl<H: EventHandler> EventLoop<H> {
             let mut hello = std::mem::take(&mut self.layer_bufs.sealed);
             hello.clear();
             match Layer::dialed(&tls, &mut hello) {
-                Ok(layer) => slot.layer = Some(layer),
+                Ok(layer) => {
+                    slot.layer = Some(layer);
+                    slot.flags |= LAYERED;
+                }
                 Err(reason) => {
                     self.layer_bufs.sealed = hello;
                     self.close(key, reason);

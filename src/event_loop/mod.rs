@@ -73,6 +73,9 @@ const CLOSE_AFTER_FLUSH: u8 = 8;
 const PEER_CLOSED: u8 = 16;
 /// A dialed connection whose connect has not completed; not yet opened.
 const CONNECTING: u8 = 32;
+/// Input and output go through the connection's layer (a PROXY header still
+/// awaited, or TLS); mirrors `Layer::intercepts` so the hot path tests a bit.
+const LAYERED: u8 = 64;
 
 /// One connection's slab entry. Kept small: a connection with nothing in flight
 /// owns no buffer, only this.
@@ -413,7 +416,7 @@ impl<H: EventHandler> EventLoop<H> {
                 n as u64,
             );
             slot.timing.last_read = crate::timeouts::stamp(self.core.now_ms);
-            if slot.layer.as_ref().is_some_and(|l| l.intercepts()) {
+            if slot.flags & LAYERED != 0 {
                 self.layered_read(key, n);
             } else {
                 let input = match slot.inbound.as_mut() {
@@ -486,6 +489,7 @@ impl<H: EventHandler> EventLoop<H> {
             Callback::Traffic(input) => input,
             _ => Input::None,
         };
+        let sealing = slot.flags & LAYERED != 0;
         let Slot {
             stream,
             state,
@@ -505,7 +509,6 @@ impl<H: EventHandler> EventLoop<H> {
         };
         // Through a layer, writes gather as plaintext and are sealed after the
         // callback, never appended to the (ciphertext) pending output.
-        let sealing = layer.as_ref().is_some_and(|l| l.intercepts());
         let mut conn = Conn::new(
             id,
             stream,
@@ -573,6 +576,9 @@ impl<H: EventHandler> EventLoop<H> {
         if overflow {
             self.core.scratch.clear();
             self.close(key, CloseReason::WriteOverflow);
+            return;
+        }
+        if sealing && !self.seal_scratch(key) {
             return;
         }
         if !self.flush_scratch(key) {

@@ -9,9 +9,6 @@ impl<H: EventHandler> EventLoop<H> {
         if self.core.scratch.is_empty() {
             return self.check_watermark(key);
         }
-        if !self.seal_scratch(key) {
-            return false;
-        }
         let scratch = std::mem::take(&mut self.core.scratch);
         let alive = self.write_or_queue(key, &scratch);
         self.core.scratch = scratch;
