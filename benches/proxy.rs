@@ -14,24 +14,13 @@
 //! shutdown. Cases: `plain` (no PROXY listener), `proxy-v1` and `proxy-v2`
 //! (the client sends the header first).
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, ExitCode};
 
 use tether::proxy::{ProxyConfig, ProxyHeader, ProxyMode, Version};
-
-struct Echo;
-
-impl tether::EventHandler for Echo {
-    type State = ();
-
-    fn on_traffic(&mut self, conn: &mut tether::Conn<'_, ()>) -> tether::Action {
-        let data = conn.read_buf();
-        conn.write(data);
-        conn.consume(data.len());
-        tether::Action::Continue
-    }
-}
 
 /// The measured program: an engine, one connection, `n` round trips.
 fn run_case(case: &str, n: u64, idle: bool) {
@@ -40,7 +29,7 @@ fn run_case(case: &str, n: u64, idle: bool) {
     // deadline is one; with a timeout in every case that read is in all of them.
     let mut options = tether::Options::default();
     options.idle_timeout = idle.then_some(std::time::Duration::from_secs(60));
-    let mut builder = tether::Engine::builder(|_| Echo)
+    let mut builder = tether::Engine::builder(|_| common::servers::Echo)
         .options(options)
         .loops(1)
         .listen("127.0.0.1:0");

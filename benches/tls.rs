@@ -45,25 +45,12 @@ fn server_config(dir: &str) -> Arc<rustls::ServerConfig> {
     Arc::new(cfg)
 }
 
-struct Echo;
-
-impl tether::EventHandler for Echo {
-    type State = ();
-
-    fn on_traffic(&mut self, conn: &mut tether::Conn<'_, ()>) -> tether::Action {
-        let data = conn.read_buf();
-        conn.write(data);
-        conn.consume(data.len());
-        tether::Action::Continue
-    }
-}
-
 fn serve(kind: &str, certs: &str) -> io::Result<()> {
     let _ = common::sys::raise_open_file_limit();
     let cfg = server_config(certs);
     match kind {
         "tether" => {
-            let engine = tether::Engine::builder(|_| Echo)
+            let engine = tether::Engine::builder(|_| common::servers::Echo)
                 .loops(1)
                 .listen("tls://127.0.0.1:0")
                 .tls_config(cfg)

@@ -17,6 +17,8 @@ mod tether_udp;
 mod tokio_echo;
 mod tokio_udp;
 
+pub use tether_echo::Echo;
+
 use std::fmt;
 use std::io::{self, BufRead};
 use std::net::SocketAddr;

@@ -45,7 +45,7 @@ pub(super) fn start(
 }
 
 /// Echoes every byte straight from the loop's read buffer.
-struct Echo;
+pub struct Echo;
 
 impl EventHandler for Echo {
     type State = ();
