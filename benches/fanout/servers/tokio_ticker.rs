@@ -16,7 +16,8 @@ use crate::wire;
 pub(super) fn start(addr: SocketAddr, loops: usize) -> io::Result<Running> {
     let (runtime, listener) = bind(addr, loops)?;
     let addr = listener.local_addr()?;
-    let (room, _) = broadcast::channel(64);
+    // Room for 17 s of ticks: a member that falls that far behind is dropped.
+    let (room, _) = broadcast::channel(1024);
     runtime.spawn(tick(room.clone(), TICK_PERIOD));
     runtime.spawn(async move {
         loop {
