@@ -17,6 +17,7 @@ mod tether_udp;
 mod tokio_echo;
 mod tokio_udp;
 
+#[allow(unused_imports)] // used by some of the bench binaries only
 pub use tether_echo::Echo;
 
 use std::fmt;
