@@ -12,7 +12,8 @@
 //!   allocations per message (a counting allocator in the child).
 //! - **fan-out**: `--subs` (5,000) WebSocket subscribers on one server; one of
 //!   them publishes 64 B messages, 4 in flight, each reaching every subscriber
-//!   (tether: a topic, the frame built once; tokio-tungstenite: a
+//!   (tether: the frame built once and the same `Bytes` sent to each
+//!   subscriber with `Engine::send`; tokio-tungstenite: a
 //!   `tokio::sync::broadcast` channel and a writer task per connection).
 //!   Deliveries/s and deliveries per server CPU-second; every subscriber checks
 //!   that it gets every message in order.
@@ -547,23 +548,29 @@ fn server_main(kind: &str, case: &str) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// tether: echo, or every message from any connection published to the
-/// topic every connection subscribes to on open (framed once).
+/// tether: echo, or every message from any connection sent to every open
+/// connection, framed once (one `Bytes` handed to `Engine::send` for each).
 struct TetherServer {
     ws: Endpoint,
     fanout: bool,
+    /// Fan-out: every open connection.
+    subs: Vec<ConnId>,
 }
 
 impl EventHandler for TetherServer {
     type State = WsState;
 
     fn on_traffic(&mut self, conn: &mut Conn<'_, WsState>) -> Action {
-        let fanout = self.fanout;
+        let (fanout, subs) = (self.fanout, &mut self.subs);
         self.ws.serve(conn, |ws, event| match event {
-            Event::Open if fanout => {}
+            Event::Open if fanout => subs.push(ws.conn().id()),
             Event::Message(Message::Text(t)) => ws.send_text(t),
             Event::Message(Message::Binary(b)) if fanout => {
-                let _ = server_frame(OpCode::Binary, b);
+                // Framed once; every subscriber gets the same Bytes.
+                let frame = server_frame(OpCode::Binary, b);
+                for &id in subs.iter() {
+                    let _ = ws.conn().engine().send(id, frame.clone());
+                }
             }
             Event::Message(Message::Binary(b)) => ws.send_binary(b),
             _ => {}
@@ -577,6 +584,11 @@ impl EventHandler for TetherServer {
     fn on_timer(&mut self, conn: &mut Conn<'_, WsState>, key: u64) -> Action {
         self.ws.timer(conn, key)
     }
+
+    fn on_close(&mut self, conn: &mut Conn<'_, WsState>, _: &tether::CloseReason) {
+        let id = conn.id();
+        self.subs.retain(|&s| s != id);
+    }
 }
 
 fn tether_server(case: &str) -> Result<SocketAddr, String> {
@@ -589,6 +601,7 @@ fn tether_server(case: &str) -> Result<SocketAddr, String> {
     let engine = Engine::builder(move |_| TetherServer {
         ws: Endpoint::default(),
         fanout,
+        subs: Vec::new(),
     })
     .options(options)
     .listen("127.0.0.1:0")
