@@ -229,7 +229,10 @@ fn haproxy(backend: SocketAddr, send: &str) -> Option<(Haproxy, SocketAddr)> {
     if !util::have_tool("haproxy") {
         return None;
     }
-    let dir = std::env::temp_dir().join(format!("tether-haproxy-{}-{send}", std::process::id()));
+    // Tests run in parallel: each HAProxy gets its own directory.
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("tether-haproxy-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let port = free_port();
     let cfg = format!(
