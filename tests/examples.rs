@@ -179,11 +179,30 @@ fn run(name: &str, args: &[&str]) -> (i32, String, String) {
     )
 }
 
-const EXAMPLES: [&str; 5] = ["echo", "frame_echo", "client", "heartbeat", "soak"];
+/// Every example program built for this test run.
+fn examples() -> Vec<&'static str> {
+    let mut all = vec![
+        "echo",
+        "frame_echo",
+        "client",
+        "heartbeat",
+        "soak",
+        "resp",
+        "game",
+        "game_bots",
+    ];
+    if cfg!(feature = "http") {
+        all.push("http");
+    }
+    if cfg!(feature = "ws") {
+        all.push("push");
+    }
+    all
+}
 
 #[test]
 fn every_example_answers_help_with_exit_0_and_usage_errors_with_exit_2() {
-    for name in EXAMPLES {
+    for name in examples() {
         for help in ["--help", "-h"] {
             let (code, out, _) = run(name, &[help]);
             assert_eq!(code, 0, "{name} {help}");
