@@ -9,8 +9,10 @@
 
 mod ws_common;
 
+use std::time::Duration;
 use tether::ws::Config;
-use ws_common::{Peer, Side};
+
+use ws_common::{Peer, Side, echo_server_with};
 
 const TEXT: u8 = 1;
 const BINARY: u8 = 2;
@@ -458,4 +460,39 @@ fn masking_rules() {
     p.client = false;
     p.expect_close(&[Some(1002)]);
     side.stop();
+}
+
+#[test]
+fn heartbeat_pings_and_the_pong_deadline_closes_dead_peers() {
+    let config = Config {
+        pong_timeout: Duration::from_millis(200),
+        ..Config::default()
+    };
+    let engine = echo_server_with(config, |o| o.heartbeat = Some(Duration::from_millis(50)));
+    let addr = engine.local_addrs()[0];
+
+    // A live peer answers every ping and stays connected through several.
+    let (mut live, _) = Peer::connect(addr, None);
+    for _ in 0..4 {
+        let f = live.frame().expect("a ping");
+        assert_eq!(f.op, PING);
+        live.send(true, 0, PONG, &f.payload);
+    }
+    live.send(true, 0, TEXT, b"still here");
+    let (op, data) = loop {
+        let f = live.frame().expect("the echo");
+        if f.op != PING {
+            break (f.op, f.payload);
+        }
+        live.send(true, 0, PONG, &f.payload);
+    };
+    assert_eq!((op, &data[..]), (TEXT, &b"still here"[..]));
+
+    // A dead one gets a ping, never answers, and is dropped after the pong
+    // deadline (`frame` panics if the connection outlives its deadline).
+    let (mut dead, _) = Peer::connect(addr, None);
+    assert_eq!(dead.frame().expect("a ping").op, PING);
+    while dead.frame().is_some() {}
+    engine.stop();
+    engine.join();
 }

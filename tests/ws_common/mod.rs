@@ -57,7 +57,13 @@ fn options(config: &Config) -> Options {
 
 /// A tether echo server on an ephemeral loopback port.
 pub fn echo_server(config: Config) -> Engine {
-    let opts = options(&config);
+    echo_server_with(config, |_| {})
+}
+
+/// [`echo_server`] with engine options changed by `tune` (a heartbeat, say).
+pub fn echo_server_with(config: Config, tune: impl FnOnce(&mut Options)) -> Engine {
+    let mut opts = options(&config);
+    tune(&mut opts);
     Engine::builder(move |_| Echo {
         ws: Endpoint::new(config.clone()),
         client: false,
