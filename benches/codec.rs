@@ -8,7 +8,7 @@
 //! in a server that builds them at run time. Reported figures are the median
 //! of 5 interleaved runs.
 //!
-//! Run with `cargo bench --bench codec`.
+//! Run with `cargo bench -p tether-bench --bench codec`.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};

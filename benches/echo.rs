@@ -1,6 +1,6 @@
 //! End-to-end echo benchmark: tether against a raw mio loop and idiomatic tokio.
 //!
-//! `cargo bench --bench echo` (add `-- --help` for the options). Each server runs in
+//! `cargo bench -p tether-bench --bench echo` (add `-- --help` for the options). Each server runs in
 //! its own child process, this binary re-executed with `--server`, pinned to CPU 1;
 //! the load generator (tether-load, one load loop) runs here, pinned to CPU 0. Servers are run
 //! in turn (A B C A B C …), each run against a fresh child, and the tables show each
@@ -24,7 +24,7 @@
 //! under callgrind and syscalls per request under `perf stat` instead: see
 //! `common/exact.rs`.
 //!
-//! `cargo test --bench echo` runs the same binary without `--bench`: then the
+//! `cargo test -p tether-bench --bench echo` runs the same binary without `--bench`: then the
 //! defaults shrink to a quick check (one short round) that every server starts,
 //! echoes correctly and stops, in about ten seconds.
 

@@ -5,7 +5,7 @@
 # perf stat -e raw_syscalls:sys_enter, for raw mio, tokio and tether, same binary,
 # same run. Arguments go to the bench, e.g.
 #   benches/exact.sh --servers mio,tokio,tether,tether-idle --depth 1
-# See `cargo bench --bench echo -- --help` for all of them.
+# See `cargo bench -p tether-bench --bench echo -- --help` for all of them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,4 +20,4 @@ if ((${#missing[@]})); then
         *) exit 1 ;;
     esac
 fi
-exec cargo bench --bench echo -- --exact "$@"
+exec cargo bench -p tether-bench --bench echo -- --exact "$@"

@@ -1,6 +1,6 @@
 //! A pool of 8 connections against 8 hand-managed connections, closed loop.
 //!
-//! `cargo bench --bench pool` (plain `main`, no harness). A tether frame echo
+//! `cargo bench -p tether-bench --bench pool` (plain `main`, no harness). A tether frame echo
 //! server (4-byte length prefix, one loop) runs in this process; each client
 //! keeps 64 requests of 64 bytes in flight, 8 per connection, on a client
 //! engine of one loop. Every response is verified (a request's payload is
@@ -26,7 +26,7 @@
 //! less than the rate. `POOL_BENCH_SECS` sets the measured seconds per run
 //! (default 2), `POOL_BENCH_ROUNDS` the rounds (default 3).
 //!
-//! Run without `--bench` (as `cargo test --benches` does), it makes one short
+//! Run without `--bench` (as `cargo test -p tether-bench --benches` does), it makes one short
 //! round: a check that every client runs and is answered correctly.
 
 use std::net::SocketAddr;

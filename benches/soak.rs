@@ -2,7 +2,7 @@
 //! checks that nothing accumulates.
 //!
 //! ```text
-//! cargo run --release --example soak -- --conns 10000 --secs 60 --loops 2
+//! cargo run --release -p tether-bench --example soak -- --conns 10000 --secs 60 --loops 2
 //! ```
 //!
 //! The server runs in a child process (this program re-executed with

@@ -1,6 +1,6 @@
 //! Timing wheel vs a lazy-cancel `BinaryHeap` timer queue.
 //!
-//! `cargo bench --bench timer` (plain `main`, no harness). Every figure is the
+//! `cargo bench -p tether-bench --bench timer` (plain `main`, no harness). Every figure is the
 //! median of 5 runs on a virtual clock; random inputs are generated outside
 //! the timed regions from a fixed seed, so both queues see the same work.
 

@@ -1,6 +1,6 @@
 //! End-to-end UDP echo benchmark: tether against a raw mio loop and idiomatic tokio.
 //!
-//! `cargo bench --bench udp` (add `-- --help` for the options). As in the echo
+//! `cargo bench -p tether-bench --bench udp` (add `-- --help` for the options). As in the echo
 //! bench, each server runs in its own child process (this binary re-executed with
 //! `--server`), pinned to CPU 1, and the load generator runs here on CPU 0. Servers
 //! run in turn (A B C D, A B C D, …), each run against a fresh child; the table
@@ -18,7 +18,7 @@
 //! raw_syscalls:sys_enter -p PID` over one extra second after the timed window,
 //! when perf works here), and datagrams lost.
 //!
-//! `cargo test --bench udp` runs a quick check instead (one short round, no perf).
+//! `cargo test -p tether-bench --bench udp` runs a quick check instead (one short round, no perf).
 
 mod common;
 
@@ -48,7 +48,7 @@ const LOOPS: usize = 1;
 const USAGE: &str = "\
 End-to-end UDP echo benchmark: tether against a raw mio loop and idiomatic tokio.
 
-usage: cargo bench --bench udp -- [options]
+usage: cargo bench -p tether-bench --bench udp -- [options]
 
   --servers LIST   servers to compare, in turn: mio, tokio, tether (udp_batch 1),
                    tether-batch (udp_batch 32)   [mio,tokio,tether,tether-batch]
@@ -64,7 +64,7 @@ usage: cargo bench --bench udp -- [options]
                    twice under valgrind --tool=callgrind, 2 s and 6 s of load;
                    Δinstructions / Δdatagrams answered
 
-Without --bench (cargo bench passes it; cargo test --benches does not) the
+Without --bench (cargo bench passes it; cargo test -p tether-bench --benches does not) the
 defaults make a quick check instead: one round of 0.1 s + 0.3 s, no perf.";
 
 struct Config {

@@ -1,6 +1,6 @@
 //! WebSocket benchmark: tether's `ws` against tokio-tungstenite, same run.
 //!
-//! `cargo bench --bench ws` (`-- --help` for the options). Each server runs in
+//! `cargo bench -p tether-bench --bench ws` (`-- --help` for the options). Each server runs in
 //! its own child process (this binary re-executed with `--server`), pinned to
 //! CPU 1; the load runs here, pinned to CPU 0. Servers run in turn (A B A B …)
 //! and the tables show each one's median and the ratio of tether to
@@ -20,7 +20,7 @@
 //! - **idle**: server RSS growth per WebSocket connection, `--idle` (10,000)
 //!   connections held after the handshake with a 30 s heartbeat armed.
 //!
-//! `cargo test --bench ws` runs a quick check of every case (small counts,
+//! `cargo test -p tether-bench --bench ws` runs a quick check of every case (small counts,
 //! one short round).
 
 #[path = "common/alloc.rs"]

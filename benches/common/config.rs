@@ -9,7 +9,7 @@ use super::wire::{MAX_FRAME_PAYLOAD, MIN_PAYLOAD, Proto};
 pub const USAGE: &str = "\
 End-to-end echo benchmark: tether against a raw mio loop and idiomatic tokio.
 
-usage: cargo bench --bench echo -- [options]
+usage: cargo bench -p tether-bench --bench echo -- [options]
 
   --servers LIST   servers to compare, in turn: mio, tokio, tether, tether-idle
                    [mio,tokio,tether; tether-idle too in the idle case and
@@ -27,7 +27,7 @@ usage: cargo bench --bench echo -- [options]
   --warmup S       seconds of warmup per run  [1, or env TETHER_BENCH_WARMUP]
   --secs S         seconds measured per run   [3, or env TETHER_BENCH_SECS]
 
-Without --bench (cargo bench passes it; cargo test --benches does not) the
+Without --bench (cargo bench passes it; cargo test -p tether-bench --benches does not) the
 defaults make a quick check instead: one round of 0.1 s + 0.3 s, 1 and 100
 connections, 1,000 idle held 0.5 s. Other unknown arguments are ignored.
 
@@ -198,7 +198,7 @@ pub fn parse(args: impl Iterator<Item = String>) -> Result<Mode, String> {
         Proto::Raw => vec![64, 4096],
         Proto::Frame => vec![256],
     };
-    // Run by `cargo test --benches`, the bench verifies every server in seconds
+    // Run by `cargo test -p tether-bench --benches`, the bench verifies every server in seconds
     // instead of measuring for minutes.
     let quick = !args.iter().any(|a| a == "--bench");
     let (rounds, warmup, secs, conns, idle, idle_secs) = if quick {

@@ -1,7 +1,7 @@
 //! Fan-out benchmark: one publisher, N members of one room, each message delivered
 //! to every member; tether against a hand-written mio loop and idiomatic tokio.
 //!
-//! `cargo bench --bench fanout` (add `-- --help` for the options). Each server runs
+//! `cargo bench -p tether-bench --bench fanout` (add `-- --help` for the options). Each server runs
 //! in its own child process (this binary re-executed with `--server`) pinned to
 //! CPU 1, with 2 loops; the load client runs here, single-threaded, pinned to CPU 0.
 //! Servers run in turn (A B C A B C …), each run against a fresh child, and the
@@ -19,7 +19,7 @@
 //! at 60 Hz; ticks each member received in 10 s, and the arrival-to-arrival
 //! interval p50/p99 the members saw.
 //!
-//! `cargo test --bench fanout` runs the same binary without `--bench`: then the
+//! `cargo test -p tether-bench --bench fanout` runs the same binary without `--bench`: then the
 //! defaults shrink to a quick check (100 members, one short round, a 1 s ticker)
 //! that every server starts, delivers correctly and stops.
 
@@ -57,7 +57,7 @@ const USAGE: &str = "\
 Fan-out benchmark: one publisher, N members of one room; tether against a
 hand-written mio loop and idiomatic tokio.
 
-usage: cargo bench --bench fanout -- [options]
+usage: cargo bench -p tether-bench --bench fanout -- [options]
 
   --servers LIST   servers compared, in turn             [tokio,mio,tether]
   --members LIST   members of the room                   [2000,8000]
@@ -72,7 +72,7 @@ usage: cargo bench --bench fanout -- [options]
   --ticker-secs S      seconds the ticks are counted over            [10]
   --ticker-only        only the ticker case
 
-Without --bench (cargo bench passes it; cargo test --benches does not) the
+Without --bench (cargo bench passes it; cargo test -p tether-bench --benches does not) the
 defaults make a quick check instead: 100 members, 64 B, one round of
 0.2 s + 0.5 s, no perf, a 1 s ticker with 100 members.";
 

@@ -1,7 +1,7 @@
 //! HTTP/1.1 plaintext: tether's `http` layer against may_minihttp 0.1.11 (the
 //! Rust TechEmpower plaintext leader), one server core, wrk on the other.
 //!
-//! `cargo bench --bench http [-- --secs S --rounds N]`. Per round, each
+//! `cargo bench -p tether-bench --bench http [-- --secs S --rounds N]`. Per round, each
 //! server runs in turn in a fresh child pinned to CPU 1 (`taskset`), with one
 //! loop (one may worker), and wrk pinned to CPU 0 drives `/plaintext`:
 //! `-t1 -c256` with 16 requests per write (TechEmpower's pipelined shape) and
@@ -216,7 +216,9 @@ fn bench(secs: u32, rounds: usize) -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    let args = protocol::BenchArgs::new("cargo bench --bench http [-- --secs S --rounds N]");
+    let args = protocol::BenchArgs::new(
+        "cargo bench -p tether-bench --bench http [-- --secs S --rounds N]",
+    );
     match args.server() {
         Some("tether") => return serve_tether(),
         Some("may") => return serve_may(),

@@ -2,7 +2,7 @@
 //! (`--save "" --appendonly no`), one server core, redis-benchmark on the
 //! other.
 //!
-//! `cargo bench --bench resp [-- --requests N --rounds R]`. Per round, each
+//! `cargo bench -p tether-bench --bench resp [-- --requests N --rounds R]`. Per round, each
 //! server runs in turn pinned to CPU 1 (`taskset`) and redis-benchmark pinned
 //! to CPU 0 runs SET, GET and PING_MBULK, `-c 50 -P 16` and `-c 50`
 //! unpipelined, one test at a time so that the server's CPU time and (for
@@ -171,7 +171,9 @@ fn bench(requests: u64, rounds: usize) -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    let args = protocol::BenchArgs::new("cargo bench --bench resp [-- --requests N --rounds R]");
+    let args = protocol::BenchArgs::new(
+        "cargo bench -p tether-bench --bench resp [-- --requests N --rounds R]",
+    );
     if args.server().is_some() {
         return serve_tether();
     }
