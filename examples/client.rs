@@ -115,7 +115,7 @@ impl EventHandler for Pinger {
 
     fn on_connect_failed(
         &mut self,
-        _ctx: &mut LoopCtx<'_>,
+        _ctx: &mut LoopCtx<'_, Self::State>,
         failure: &ConnectFailure,
         _link: &mut Link,
     ) {
@@ -129,7 +129,12 @@ impl EventHandler for Pinger {
         }
     }
 
-    fn on_reconnecting(&mut self, _ctx: &mut LoopCtx<'_>, redial: &Redial, _link: &mut Link) {
+    fn on_reconnecting(
+        &mut self,
+        _ctx: &mut LoopCtx<'_, Self::State>,
+        redial: &Redial,
+        _link: &mut Link,
+    ) {
         say(format_args!(
             "reconnecting in {}ms (attempt {})",
             redial.delay.as_millis(),

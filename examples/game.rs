@@ -219,7 +219,7 @@ impl Game {
     }
 
     /// One world step and a snapshot to every player.
-    fn step(&mut self, ctx: &mut LoopCtx<'_>, tick: u32) {
+    fn step<S>(&mut self, ctx: &mut LoopCtx<'_, S>, tick: u32) {
         let mut udp = ctx.udp();
         for room in &mut self.rooms {
             self.views.clear();
@@ -258,11 +258,11 @@ impl Game {
 impl EventHandler for Game {
     type State = Seat;
 
-    fn on_boot(&mut self, ctx: &mut LoopCtx<'_>) {
+    fn on_boot(&mut self, ctx: &mut LoopCtx<'_, Self::State>) {
         self.engine = Some(ctx.engine().clone());
     }
 
-    fn on_tick(&mut self, ctx: &mut LoopCtx<'_>) -> Option<Duration> {
+    fn on_tick(&mut self, ctx: &mut LoopCtx<'_, Self::State>) -> Option<Duration> {
         let now = ctx.now();
         let ticker = self
             .ticker

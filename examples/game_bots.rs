@@ -245,7 +245,7 @@ impl Swarm {
         None
     }
 
-    fn send(&mut self, ctx: &mut LoopCtx<'_>, link: Link, msg: &[u8]) {
+    fn send<S>(&mut self, ctx: &mut LoopCtx<'_, S>, link: Link, msg: &[u8]) {
         match link {
             Link::Udp(id) => {
                 ctx.udp().send(id, msg);
@@ -265,7 +265,7 @@ struct BotIndex(Option<usize>);
 impl EventHandler for Swarm {
     type State = BotIndex;
 
-    fn on_boot(&mut self, ctx: &mut LoopCtx<'_>) {
+    fn on_boot(&mut self, ctx: &mut LoopCtx<'_, Self::State>) {
         self.engine = Some(ctx.engine().clone());
         if !self.udp {
             return;
@@ -284,7 +284,7 @@ impl EventHandler for Swarm {
         }
     }
 
-    fn on_tick(&mut self, ctx: &mut LoopCtx<'_>) -> Option<Duration> {
+    fn on_tick(&mut self, ctx: &mut LoopCtx<'_, Self::State>) -> Option<Duration> {
         let now_i = Instant::now();
         let now = self.shared.us(now_i);
         let (_, next) = self.input.tick(now_i);
@@ -307,7 +307,7 @@ impl EventHandler for Swarm {
         Some(next)
     }
 
-    fn on_shutdown(&mut self, ctx: &mut LoopCtx<'_>) {
+    fn on_shutdown(&mut self, ctx: &mut LoopCtx<'_, Self::State>) {
         for i in 0..self.bots.len() {
             let link = self.bots[i].link;
             self.send(ctx, link, &[proto::BYE]);

@@ -115,7 +115,12 @@ impl EventHandler for Client {
         say(format_args!("client: disconnected ({reason})"));
     }
 
-    fn on_reconnecting(&mut self, _ctx: &mut tether::LoopCtx<'_>, r: &Redial, _link: &mut Link) {
+    fn on_reconnecting(
+        &mut self,
+        _ctx: &mut tether::LoopCtx<'_, Self::State>,
+        r: &Redial,
+        _link: &mut Link,
+    ) {
         say(format_args!(
             "client: reconnecting in {}ms",
             r.delay.as_millis()

@@ -1,20 +1,22 @@
 //! What a callback sees of one connection.
 
+use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use socket2::SockRef;
 
-use crate::buffer::Buf;
 use crate::client::DialId;
+use crate::ctx::LoopCtx;
 use crate::engine::Engine;
-use crate::event_loop::core::{LoopCore, UserTimer};
+use crate::event_loop::core::{LoopCore, NO_LISTENER, PeerSlots, SlotIo, UserTimer};
 use crate::id::ConnId;
-use crate::net::stream::Stream;
 use crate::reason::{CloseReason, Idle};
-use crate::timeouts::{TimeoutCfg, Timing};
+use crate::timeouts::TimeoutCfg;
 use crate::timer::deadline::ms_after;
+use crate::topics::TopicError;
 
 /// What the callback asked to happen to its connection besides writing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -25,29 +27,34 @@ pub(crate) enum CloseRequest {
     AfterFlush,
 }
 
-/// One connection as a callback sees it: its state, its unread input, its output.
+/// One connection as a callback sees it: its state, its unread input, its output,
+/// and through [`Conn::ctx`] the rest of its loop.
 ///
 /// Input: [`Conn::read_buf`] is every byte received and not yet consumed, as one
 /// slice. Call [`Conn::consume`] for what was handled; the rest is kept and shown
 /// again with the next bytes. The slice borrows the loop's read buffer when
 /// possible, so reading costs no copy.
 ///
-/// Output: [`Conn::write`] queues bytes. Everything written during one callback
-/// goes out in one `write(2)` after the callback returns. Output the socket does
-/// not take at once is kept in a pooled buffer and sent when the socket drains;
-/// past [`Options::max_outbound`](crate::Options::max_outbound) the connection is
+/// Output: [`Conn::write`] copies bytes, [`Conn::send`] queues a [`Bytes`]
+/// without copying it. A callback that writes to its own connection with
+/// nothing queued gets one `write(2)` right after it returns; anything else
+/// (output already queued, `send`, writes to other connections through
+/// [`Conn::ctx`]) joins the connection's queue and goes out at the end of the
+/// loop's pass, one `writev` per connection. Either way bytes reach the socket
+/// in the order they were written. Output the socket does not take at once is
+/// kept and sent when the socket drains; past
+/// [`Options::max_outbound`](crate::Options::max_outbound) the connection is
 /// closed with [`CloseReason::WriteOverflow`](crate::CloseReason::WriteOverflow).
-#[derive(Debug)]
 pub struct Conn<'a, S> {
+    pub(crate) key: usize,
     pub(crate) id: ConnId,
-    pub(crate) stream: &'a Stream,
+    pub(crate) io: &'a mut SlotIo,
     pub(crate) state: &'a mut S,
+    /// Every other connection of the loop.
+    pub(crate) peers: &'a mut dyn PeerSlots<S>,
     pub(crate) input: &'a [u8],
     pub(crate) consumed: usize,
-    /// The connection's pending output, when the socket has not taken all of it.
-    pub(crate) pending: Option<&'a mut Buf>,
     pub(crate) core: &'a mut LoopCore,
-    pub(crate) timing: &'a mut Timing,
     /// Timeouts were changed; the loop re-arms the connection's entry.
     pub(crate) timing_changed: bool,
     pub(crate) close: CloseRequest,
@@ -56,41 +63,43 @@ pub struct Conn<'a, S> {
     pub(crate) overflow: bool,
     /// Writes are dropped (in `on_close`).
     pub(crate) discard: bool,
-    /// The link's identity when this connection was dialed.
-    pub(crate) dial: Option<DialId>,
-    /// Index of the listener that accepted it.
-    pub(crate) listener: Option<usize>,
-    /// The connection's PROXY header and TLS state, if it has either.
-    pub(crate) layer: Option<&'a crate::layer::Layer>,
+}
+
+impl<S> fmt::Debug for Conn<'_, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Conn")
+            .field("id", &self.id)
+            .field("unread", &(self.input.len() - self.consumed))
+            .field("outbound_len", &self.outbound_len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl<'a, S> Conn<'a, S> {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
+        key: usize,
         id: ConnId,
-        stream: &'a Stream,
+        io: &'a mut SlotIo,
         state: &'a mut S,
+        peers: &'a mut dyn PeerSlots<S>,
         input: &'a [u8],
-        pending: Option<&'a mut Buf>,
         core: &'a mut LoopCore,
-        timing: &'a mut Timing,
     ) -> Self {
         Conn {
+            key,
             id,
-            stream,
+            io,
             state,
+            peers,
             input,
             consumed: 0,
-            pending,
             core,
-            timing,
             timing_changed: false,
             close: CloseRequest::None,
             fail: None,
             overflow: false,
             discard: false,
-            dial: None,
-            listener: None,
-            layer: None,
         }
     }
 
@@ -102,45 +111,45 @@ impl<'a, S> Conn<'a, S> {
     /// For an accepted connection, the index of its listener among the addresses
     /// given to the builder (see [`Engine::listen_addrs`]); `None` when dialed.
     pub fn listener(&self) -> Option<usize> {
-        self.listener
+        (self.io.listener != NO_LISTENER).then_some(self.io.listener as usize)
     }
 
     /// For a dialed connection, its link's identity, stable across reconnects.
     pub fn dial_id(&self) -> Option<DialId> {
-        self.dial
+        self.io.dial.as_ref().map(|d| d.dial)
     }
 
     /// The peer's address: the client's, as the PROXY protocol header named it
     /// on a listener that reads one, else the socket's (`getpeername(2)`; fails
     /// once the peer has reset).
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        match self.layer.and_then(|l| l.peer_addr()) {
+        match self.io.layer.as_deref().and_then(|l| l.peer_addr()) {
             Some(addr) => Ok(addr),
-            None => self.stream.peer_addr(),
+            None => self.io.stream.peer_addr(),
         }
     }
 
     /// The socket's own peer address, which behind a balancer speaking the PROXY
     /// protocol is the balancer's.
     pub fn socket_peer_addr(&self) -> io::Result<SocketAddr> {
-        self.stream.peer_addr()
+        self.io.stream.peer_addr()
     }
 
     /// The PROXY protocol header the connection started with (its addresses and
     /// TLVs), on a listener that reads one.
     pub fn proxy_header(&self) -> Option<&crate::proxy::ProxyHeader> {
-        self.layer.and_then(|l| l.proxy_header())
+        self.io.layer.as_deref().and_then(|l| l.proxy_header())
     }
 
     /// The TLS session of a `tls://` or TLS-dialed connection (ALPN, version).
     #[cfg(feature = "tls")]
     pub fn tls(&self) -> Option<&crate::tls::TlsSession> {
-        self.layer.and_then(|l| l.tls())
+        self.io.layer.as_deref().and_then(|l| l.tls())
     }
 
     /// The local address of the socket.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.stream.local_addr()
+        self.io.stream.local_addr()
     }
 
     /// The per-connection state.
@@ -173,31 +182,112 @@ impl<'a, S> Conn<'a, S> {
         self.consumed += n;
     }
 
-    /// Queues `data` for sending.
+    /// Copies `data` into the connection's output.
     ///
     /// If the pending output would exceed `Options::max_outbound`, the data is
     /// dropped and the connection closes with `CloseReason::WriteOverflow` after the
     /// callback.
+    #[inline]
     pub fn write(&mut self, data: &[u8]) {
         if self.discard || self.overflow {
             return;
         }
-        if self.outbound_len().saturating_add(data.len()) > self.core.max_outbound {
+        if self.io.outbound.is_none() {
+            // The fast path: nothing queued, so the bytes gather in the loop's
+            // scratch buffer and go out in one write after the callback.
+            if self.core.scratch.len().saturating_add(data.len()) > self.core.max_outbound {
+                self.overflow = true;
+                return;
+            }
+            self.core.scratch.extend_from_slice(data);
+            self.core.counts.copies += 1;
+        } else if !self.core.queue_copy(self.key, self.io, data) {
             self.overflow = true;
-            return;
-        }
-        match self.pending.as_deref_mut() {
-            Some(buf) => self.core.pool.append(buf, data, self.core.max_outbound),
-            None => self.core.scratch.extend_from_slice(data),
         }
     }
 
-    /// Bytes queued and not yet taken by the socket.
-    pub fn outbound_len(&self) -> usize {
-        match self.pending.as_deref() {
-            Some(buf) => buf.len(),
-            None => self.core.scratch.len(),
+    /// Queues `data` without copying it: the connection holds a reference to the
+    /// same allocation (so one `Bytes` sent to many connections is stored once)
+    /// until the socket has taken it, also when it takes only part of it.
+    ///
+    /// Limits as for [`Conn::write`].
+    pub fn send(&mut self, data: Bytes) {
+        if self.discard || self.overflow {
+            return;
         }
+        if !self.core.queue_shared(self.key, self.io, data) {
+            self.overflow = true;
+        }
+    }
+
+    /// Bytes queued and not yet taken by the socket (including this callback's
+    /// output).
+    pub fn outbound_len(&self) -> usize {
+        self.core.pending(self.key, self.io)
+    }
+
+    /// Topic messages dropped for this connection because its pending output was
+    /// above [`Options::max_backpressure`](crate::Options::max_backpressure)
+    /// (with [`SlowSubscriber::Drop`](crate::SlowSubscriber::Drop)), since it
+    /// opened. Compare with a value kept in the state to learn of new drops.
+    pub fn dropped(&self) -> u32 {
+        self.io.dropped
+    }
+
+    /// The loop this connection runs on: other connections by id, broadcast,
+    /// topics, the clock. See [`LoopCtx`].
+    ///
+    /// ```no_run
+    /// # use tether::{Action, Conn, ConnId, EventHandler};
+    /// struct Relay;
+    /// impl EventHandler for Relay {
+    ///     /// The connection this one relays to (same loop).
+    ///     type State = Option<ConnId>;
+    ///     fn on_traffic(&mut self, conn: &mut Conn<'_, Self::State>) -> Action {
+    ///         let data = conn.read_buf();
+    ///         if let Some(peer) = *conn.state() {
+    ///             if let Some(mut other) = conn.ctx().conn(peer) {
+    ///                 other.write(data);
+    ///             }
+    ///         }
+    ///         conn.consume(data.len());
+    ///         Action::Continue
+    ///     }
+    /// }
+    /// ```
+    pub fn ctx(&mut self) -> LoopCtx<'_, S> {
+        let own = if self.discard {
+            None
+        } else {
+            Some((self.key, &mut *self.io, &mut *self.state))
+        };
+        LoopCtx {
+            core: &mut *self.core,
+            own,
+            peers: &mut *self.peers,
+        }
+    }
+
+    /// Subscribes this connection to `topic` (see [`LoopCtx::subscribe`]).
+    ///
+    /// # Errors
+    ///
+    /// [`TopicError`] when a limit is reached or the name is too long.
+    pub fn subscribe(&mut self, topic: &str) -> Result<bool, TopicError> {
+        let id = self.id;
+        self.ctx().subscribe(id, topic)
+    }
+
+    /// Unsubscribes this connection from `topic`; false if it was not subscribed.
+    pub fn unsubscribe(&mut self, topic: &str) -> bool {
+        let id = self.id;
+        self.ctx().unsubscribe(id, topic)
+    }
+
+    /// Publishes `data` to every subscriber of `topic` on every loop (see
+    /// [`LoopCtx::publish`]).
+    pub fn publish(&mut self, topic: &str, data: Bytes) -> usize {
+        self.ctx().publish(topic, data)
     }
 
     /// False while pending output is above the high watermark: the peer is not
@@ -272,7 +362,7 @@ impl<'a, S> Conn<'a, S> {
         if let Some(old) = self.core.user_timers.insert((self.id.slot, key), id) {
             self.core.user_wheel.cancel(old);
         }
-        self.timing.has_user_timers = true;
+        self.io.timing.has_user_timers = true;
     }
 
     /// Cancels the timer `key`; false if it was not armed.
@@ -311,7 +401,8 @@ impl<'a, S> Conn<'a, S> {
     fn override_timeouts(&mut self, change: impl FnOnce(&mut TimeoutCfg)) {
         let defaults = self.core.timeouts;
         change(
-            self.timing
+            self.io
+                .timing
                 .overrides
                 .get_or_insert_with(|| Box::new(defaults)),
         );
@@ -320,22 +411,22 @@ impl<'a, S> Conn<'a, S> {
 
     /// Sets `TCP_NODELAY` (on by default through `SocketOptions::nodelay`).
     pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
-        SockRef::from(self.stream).set_tcp_nodelay(on)
+        SockRef::from(&self.io.stream).set_tcp_nodelay(on)
     }
 
     /// The socket, to read or set options not covered here.
     pub fn socket(&self) -> SockRef<'_> {
-        SockRef::from(self.stream)
+        SockRef::from(&self.io.stream)
     }
 
     /// True for a Unix domain socket connection.
     pub fn is_unix(&self) -> bool {
-        self.stream.is_unix()
+        self.io.stream.is_unix()
     }
 
     /// Enables TCP keepalive probes after `idle` without traffic, or disables them.
     pub fn set_keepalive(&self, idle: Option<Duration>) -> io::Result<()> {
-        let sock = SockRef::from(self.stream);
+        let sock = SockRef::from(&self.io.stream);
         match idle {
             Some(idle) => sock.set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(idle)),
             None => sock.set_keepalive(false),
@@ -344,6 +435,6 @@ impl<'a, S> Conn<'a, S> {
 
     /// Sets `SO_LINGER`. `Some(Duration::ZERO)` makes the close send RST.
     pub fn set_linger(&self, linger: Option<Duration>) -> io::Result<()> {
-        SockRef::from(self.stream).set_linger(linger)
+        SockRef::from(&self.io.stream).set_linger(linger)
     }
 }

@@ -47,7 +47,7 @@ pub trait EventHandler: Send + 'static {
     type State: Default + Send + 'static;
 
     /// The loop thread started, before any connection is served.
-    fn on_boot(&mut self, ctx: &mut LoopCtx<'_>) {
+    fn on_boot(&mut self, ctx: &mut LoopCtx<'_, Self::State>) {
         let _ = ctx;
     }
 
@@ -106,9 +106,15 @@ pub trait EventHandler: Send + 'static {
     }
 
     /// The loop's ticker, on the loop's own thread: called once after `on_boot`,
-    /// then again after each returned delay; `None` stops it. For game ticks and
-    /// periodic work over the loop's connections.
-    fn on_tick(&mut self, ctx: &mut LoopCtx<'_>) -> Option<std::time::Duration> {
+    /// then at a fixed rate, the returned period after the previous tick's
+    /// *deadline* (not after it ran), to the nanosecond: 60 Hz
+    /// (`Duration::from_nanos(16_666_667)`) holds 60 ticks a second on average.
+    /// `None` stops it. A tick that comes more than a period late skips the
+    /// deadlines it missed instead of running them in a burst;
+    /// [`LoopCtx::tick_info`] says how late it is and how many were skipped.
+    /// Visit the loop's connections with [`LoopCtx::for_each`]; what is written
+    /// to them goes out after the tick, one `writev` per connection.
+    fn on_tick(&mut self, ctx: &mut LoopCtx<'_, Self::State>) -> Option<std::time::Duration> {
         let _ = ctx;
         None
     }
@@ -161,7 +167,7 @@ pub trait EventHandler: Send + 'static {
     /// after this returns.
     fn on_connect_failed(
         &mut self,
-        ctx: &mut LoopCtx<'_>,
+        ctx: &mut LoopCtx<'_, Self::State>,
         failure: &ConnectFailure,
         state: &mut Self::State,
     ) {
@@ -170,13 +176,18 @@ pub trait EventHandler: Send + 'static {
 
     /// A dialed connection was lost (after `on_close`) and its reconnect policy
     /// scheduled another attempt; `state` travels with it to the new connection.
-    fn on_reconnecting(&mut self, ctx: &mut LoopCtx<'_>, redial: &Redial, state: &mut Self::State) {
+    fn on_reconnecting(
+        &mut self,
+        ctx: &mut LoopCtx<'_, Self::State>,
+        redial: &Redial,
+        state: &mut Self::State,
+    ) {
         let _ = (ctx, redial, state);
     }
 
     /// The engine is stopping: the listeners are closed, connections are still open
     /// and their pending output is about to be flushed before they close.
-    fn on_shutdown(&mut self, ctx: &mut LoopCtx<'_>) {
+    fn on_shutdown(&mut self, ctx: &mut LoopCtx<'_, Self::State>) {
         let _ = ctx;
     }
 }

@@ -15,6 +15,10 @@ use crate::id::ConnId;
 #[derive(Debug)]
 pub(crate) enum Command {
     Send(ConnId, Bytes),
+    /// One message for several connections of the loop, stored once.
+    Broadcast(Vec<ConnId>, Bytes),
+    /// One message for the loop's subscribers of a topic.
+    Publish(std::sync::Arc<str>, Bytes),
     Close(ConnId),
     Wake(ConnId),
     /// A socket accepted by a shared listener (tagged with its index), handed to
@@ -83,13 +87,19 @@ impl Inbox {
     /// Queues `data` for `id` unless that would put more than `max` bytes in the
     /// queue.
     pub(crate) fn push_send(&self, id: ConnId, data: Bytes, max: usize) -> Result<(), SendError> {
-        let len = data.len();
+        self.push_payload(Command::Send(id, data), max)
+    }
+
+    /// Queues a command carrying a payload (`Send`, `Broadcast`, `Publish`),
+    /// counted against `max` like `push_send`.
+    pub(crate) fn push_payload(&self, cmd: Command, max: usize) -> Result<(), SendError> {
+        let len = payload_len(&cmd);
         let queued = self.queued_bytes.fetch_add(len, Ordering::Relaxed);
         if queued.saturating_add(len) > max && len > 0 {
             self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
             return Err(SendError::InboxFull { queued, max });
         }
-        self.push(Command::Send(id, data)).map_err(|_| {
+        self.push(cmd).map_err(|_| {
             self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
             SendError::Stopped
         })
@@ -100,15 +110,19 @@ impl Inbox {
         let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
         std::mem::swap(&mut *q, out);
         drop(q);
-        let bytes: usize = out
-            .iter()
-            .map(|c| match c {
-                Command::Send(_, data) => data.len(),
-                _ => 0,
-            })
-            .sum();
+        let bytes: usize = out.iter().map(payload_len).sum();
         if bytes > 0 {
             self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
         }
+    }
+}
+
+/// Payload bytes a command holds, as counted against `max_inbox_bytes`.
+fn payload_len(cmd: &Command) -> usize {
+    match cmd {
+        Command::Send(_, data) | Command::Broadcast(_, data) | Command::Publish(_, data) => {
+            data.len()
+        }
+        _ => 0,
     }
 }

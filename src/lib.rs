@@ -75,6 +75,7 @@ pub mod buffer;
 pub mod client;
 pub mod codec;
 mod conn;
+mod conn_ref;
 mod ctx;
 mod datagram;
 mod engine;
@@ -93,17 +94,21 @@ pub mod net;
 mod options;
 pub mod proxy;
 mod reason;
+mod slots;
 mod stats;
+mod ticker;
 mod timeouts;
 pub mod timer;
 #[cfg(feature = "tls")]
 pub mod tls;
+mod topics;
 pub mod udp_session;
 #[cfg(feature = "ws")]
 pub mod ws;
 
 pub use client::{ConnectFailure, ConnectOptions, DialId, Redial};
 pub use conn::Conn;
+pub use conn_ref::ConnRef;
 pub use ctx::LoopCtx;
 pub use datagram::Datagram;
 pub use engine::{Engine, EngineBuilder};
@@ -112,9 +117,11 @@ pub use framed::{FrameConn, decode_frames, decode_frames_with_state_codec, write
 pub use handler::EventHandler;
 pub use id::ConnId;
 pub use lb::LoadBalancer;
-pub use options::Options;
+pub use options::{Options, SlowSubscriber};
 pub use reason::{Action, CloseReason, Idle};
 pub use stats::{ClosedBy, Counts, Stats};
+pub use ticker::TickInfo;
+pub use topics::TopicError;
 
 /// The README's code blocks, compiled as doctests so they stay true.
 #[cfg(doctest)]

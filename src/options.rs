@@ -121,6 +121,37 @@ pub struct Options {
     pub(crate) udp_sessions: Vec<(usize, crate::udp_session::SessionOptions)>,
     /// PROXY protocol and TLS settings of the listeners.
     pub(crate) layers: crate::layer::LayerSetup,
+    /// Pending output above which a topic message to a subscriber is not queued
+    /// (uWebSockets' `maxBackpressure`); what happens then is `slow_subscriber`.
+    /// Other subscribers are never slowed. Default: 1 MiB.
+    pub max_backpressure: usize,
+    /// What a publish does to a subscriber above `max_backpressure`. Default:
+    /// [`SlowSubscriber::Drop`].
+    pub slow_subscriber: SlowSubscriber,
+    /// Longest topic name, bytes; longer ones are refused with
+    /// [`TopicError::BadName`](crate::TopicError::BadName). Default: 256.
+    pub max_topic_len: usize,
+    /// Topics one connection may be subscribed to. Default: 1024.
+    pub max_topics_per_conn: usize,
+    /// Distinct topics with members on one loop. Default: 1,000,000.
+    pub max_topics_per_loop: usize,
+}
+
+/// What happens to a topic message for a subscriber whose pending output is
+/// above [`Options::max_backpressure`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum SlowSubscriber {
+    /// The message is not queued for that subscriber. Drops are counted in
+    /// `Counts::topic_drops` and per connection in
+    /// [`Conn::dropped`](crate::Conn::dropped) (and `ConnRef::dropped`), so the
+    /// handler can tell the client it missed messages or resynchronise it.
+    #[default]
+    Drop,
+    /// The subscriber is closed with
+    /// [`CloseReason::SlowSubscriber`](crate::CloseReason::SlowSubscriber)
+    /// (after the pass, so a publish never runs `on_close` inside a callback).
+    Close,
 }
 
 impl Default for Options {
@@ -159,6 +190,11 @@ impl Default for Options {
             busy_poll: None,
             udp_sessions: Vec::new(),
             layers: Default::default(),
+            max_backpressure: 1024 * 1024,
+            slow_subscriber: SlowSubscriber::Drop,
+            max_topic_len: 256,
+            max_topics_per_conn: 1024,
+            max_topics_per_loop: 1_000_000,
         }
     }
 }
@@ -176,6 +212,14 @@ impl Options {
     pub fn busy_poll(mut self, spin: Duration) -> Self {
         self.busy_poll = (!spin.is_zero()).then_some(spin);
         self
+    }
+
+    pub(crate) fn topic_limits(&self) -> crate::topics::TopicLimits {
+        crate::topics::TopicLimits {
+            max_name_len: self.max_topic_len,
+            per_conn: self.max_topics_per_conn,
+            per_loop: self.max_topics_per_loop,
+        }
     }
 
     pub(crate) fn timeouts(&self) -> crate::timeouts::TimeoutCfg {

@@ -55,6 +55,9 @@ pub enum CloseReason {
     WriteOverflow,
     /// Unconsumed inbound data exceeded `Options::max_inbound`.
     InboundOverflow,
+    /// A topic subscriber's pending output exceeded `Options::max_backpressure`
+    /// with `Options::slow_subscriber` set to `SlowSubscriber::Close`.
+    SlowSubscriber,
     /// A socket error other than a reset.
     Io(io::Error),
     /// A callback panicked while handling this connection. The panic was logged and
@@ -92,6 +95,7 @@ impl fmt::Display for CloseReason {
             CloseReason::Protocol(e) => write!(f, "protocol error: {e}"),
             CloseReason::WriteOverflow => f.write_str("outbound buffer overflow"),
             CloseReason::InboundOverflow => f.write_str("inbound buffer overflow"),
+            CloseReason::SlowSubscriber => f.write_str("slow subscriber"),
             CloseReason::Io(e) => write!(f, "i/o error: {e}"),
             CloseReason::Panic => f.write_str("handler panicked"),
             CloseReason::Shutdown => f.write_str("engine shutdown"),

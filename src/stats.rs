@@ -36,9 +36,11 @@ pub struct ClosedBy {
     pub tls: u64,
     /// [`CloseReason::MemoryBudget`].
     pub memory_budget: u64,
+    /// [`CloseReason::SlowSubscriber`].
+    pub slow_subscriber: u64,
 }
 
-const REASONS: usize = 14;
+const REASONS: usize = 15;
 
 fn reason_index(reason: &CloseReason) -> usize {
     match reason {
@@ -57,6 +59,7 @@ fn reason_index(reason: &CloseReason) -> usize {
         #[cfg(feature = "tls")]
         CloseReason::Tls(_) => 12,
         CloseReason::MemoryBudget => 13,
+        CloseReason::SlowSubscriber => 14,
     }
 }
 
@@ -77,6 +80,7 @@ impl ClosedBy {
             proxy: a[11],
             tls: a[12],
             memory_budget: a[13],
+            slow_subscriber: a[14],
         }
     }
 
@@ -96,6 +100,7 @@ impl ClosedBy {
             (&mut self.proxy, o.proxy),
             (&mut self.tls, o.tls),
             (&mut self.memory_budget, o.memory_budget),
+            (&mut self.slow_subscriber, o.slow_subscriber),
         ];
         for (mine, theirs) in fields {
             *mine += theirs;
@@ -145,6 +150,27 @@ pub struct Counts {
     pub pool_idle_bytes: usize,
     /// Armed timer entries (connection timeouts and user timers).
     pub timers: usize,
+    /// Payload copies into outbound buffers: one per [`Conn::write`] /
+    /// `ConnRef::write` call, plus one per callback output the socket took only
+    /// part of (the rest is kept). A `Bytes` given to `send`, `broadcast` or
+    /// `publish` is never copied and never counted here.
+    ///
+    /// [`Conn::write`]: crate::Conn::write
+    pub copies: u64,
+    /// Bytes those copies moved.
+    pub copied_bytes: u64,
+    /// `Bytes` segments queued without a copy (one per recipient of a `send`,
+    /// `broadcast` or `publish`).
+    pub shared_segments: u64,
+    /// `write`/`writev` calls made for connections.
+    pub writes: u64,
+    /// Distinct topics with at least one subscriber (a gauge; a topic with
+    /// members on two loops counts twice in the total).
+    pub topics: usize,
+    /// Topic memberships (a gauge).
+    pub subscriptions: usize,
+    /// Topic messages dropped for slow subscribers (`SlowSubscriber::Drop`).
+    pub topic_drops: u64,
 }
 
 impl Counts {
@@ -167,6 +193,13 @@ impl Counts {
         self.buffer_bytes += o.buffer_bytes;
         self.pool_idle_bytes += o.pool_idle_bytes;
         self.timers += o.timers;
+        self.copies += o.copies;
+        self.copied_bytes += o.copied_bytes;
+        self.shared_segments += o.shared_segments;
+        self.writes += o.writes;
+        self.topics += o.topics;
+        self.subscriptions += o.subscriptions;
+        self.topic_drops += o.topic_drops;
     }
 }
 
@@ -203,6 +236,13 @@ pub(crate) struct LoopCounters {
     pub(crate) buffer_bytes: AtomicUsize,
     pub(crate) pool_idle_bytes: AtomicUsize,
     pub(crate) timers: AtomicUsize,
+    pub(crate) copies: AtomicU64,
+    pub(crate) copied_bytes: AtomicU64,
+    pub(crate) shared_segments: AtomicU64,
+    pub(crate) writes: AtomicU64,
+    pub(crate) topics: AtomicUsize,
+    pub(crate) subscriptions: AtomicUsize,
+    pub(crate) topic_drops: AtomicU64,
 }
 
 /// Adds to a counter that only the calling loop writes: no locked instruction
@@ -240,6 +280,13 @@ impl LoopCounters {
             buffer_bytes: self.buffer_bytes.load(Ordering::Relaxed),
             pool_idle_bytes: self.pool_idle_bytes.load(Ordering::Relaxed),
             timers: self.timers.load(Ordering::Relaxed),
+            copies: get(&self.copies),
+            copied_bytes: get(&self.copied_bytes),
+            shared_segments: get(&self.shared_segments),
+            writes: get(&self.writes),
+            topics: self.topics.load(Ordering::Relaxed),
+            subscriptions: self.subscriptions.load(Ordering::Relaxed),
+            topic_drops: get(&self.topic_drops),
         }
     }
 }

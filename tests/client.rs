@@ -62,7 +62,12 @@ impl EventHandler for Client {
             .send((Instant::now(), C::Closed(reason_name(reason))));
     }
 
-    fn on_connect_failed(&mut self, _ctx: &mut LoopCtx<'_>, f: &ConnectFailure, _state: &mut u32) {
+    fn on_connect_failed(
+        &mut self,
+        _ctx: &mut LoopCtx<'_, Self::State>,
+        f: &ConnectFailure,
+        _state: &mut u32,
+    ) {
         let event = C::Failed {
             attempt: f.attempt,
             retry_in: f.retry_in,
@@ -71,7 +76,12 @@ impl EventHandler for Client {
         let _ = self.tx.send((Instant::now(), event));
     }
 
-    fn on_reconnecting(&mut self, _ctx: &mut LoopCtx<'_>, r: &Redial, _state: &mut u32) {
+    fn on_reconnecting(
+        &mut self,
+        _ctx: &mut LoopCtx<'_, Self::State>,
+        r: &Redial,
+        _state: &mut u32,
+    ) {
         let event = C::Reconnecting {
             attempt: r.attempt,
             delay: r.delay,

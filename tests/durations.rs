@@ -54,7 +54,12 @@ impl EventHandler for Watcher {
         let _ = self.tx.send(Seen::Close(reason_name(reason)));
     }
 
-    fn on_connect_failed(&mut self, _: &mut LoopCtx<'_>, _: &ConnectFailure, _: &mut ()) {
+    fn on_connect_failed(
+        &mut self,
+        _: &mut LoopCtx<'_, Self::State>,
+        _: &ConnectFailure,
+        _: &mut (),
+    ) {
         let _ = self.tx.send(Seen::Failed);
     }
 }

@@ -206,7 +206,7 @@ impl EventHandler for Probe {
         let _ = self.tx.send(P::Close(reason_name(reason)));
     }
 
-    fn on_shutdown(&mut self, ctx: &mut LoopCtx<'_>) {
+    fn on_shutdown(&mut self, ctx: &mut LoopCtx<'_, Self::State>) {
         let _ = ctx;
         let _ = self.tx.send(P::Shutdown);
     }
@@ -803,6 +803,14 @@ fn sum_loops(loops: &[Counts]) -> Counts {
         t.buffer_bytes += l.buffer_bytes;
         t.pool_idle_bytes += l.pool_idle_bytes;
         t.timers += l.timers;
+        t.closed_by.slow_subscriber += l.closed_by.slow_subscriber;
+        t.copies += l.copies;
+        t.copied_bytes += l.copied_bytes;
+        t.shared_segments += l.shared_segments;
+        t.writes += l.writes;
+        t.topics += l.topics;
+        t.subscriptions += l.subscriptions;
+        t.topic_drops += l.topic_drops;
     }
     t
 }
@@ -822,6 +830,7 @@ fn check_consistent(stats: &Stats) {
             + b.inbound_overflow
             + b.io
             + b.panic
+            + b.slow_subscriber
             + b.shutdown;
         assert_eq!(c.closed, by_reason, "loop {i}: closed = sum by reason");
         assert_eq!(

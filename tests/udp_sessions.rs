@@ -236,7 +236,7 @@ impl EventHandler for CookieServer {
         let _ = self.events.send(SEv::Close(s.peer(), reason));
     }
 
-    fn on_tick(&mut self, ctx: &mut LoopCtx<'_>) -> Option<Duration> {
+    fn on_tick(&mut self, ctx: &mut LoopCtx<'_, Self::State>) -> Option<Duration> {
         let mut udp = ctx.udp();
         for id in &self.sessions {
             udp.send(*id, b"tick");
@@ -414,7 +414,7 @@ impl EventHandler for Dialer {
         Action::Close
     }
 
-    fn on_boot(&mut self, ctx: &mut LoopCtx<'_>) {
+    fn on_boot(&mut self, ctx: &mut LoopCtx<'_, Self::State>) {
         let id = ctx.udp().connect(self.server).unwrap();
         assert!(ctx.udp().send(id, b"H"));
     }

@@ -129,7 +129,7 @@ impl EventHandler for Server {
         pubsub::drop_connection(&self.channels, &mut conn.state_mut().subs, id);
     }
 
-    fn on_tick(&mut self, ctx: &mut LoopCtx<'_>) -> Option<Duration> {
+    fn on_tick(&mut self, ctx: &mut LoopCtx<'_, Self::State>) -> Option<Duration> {
         let mut db = lock(&self.db);
         let now = db.ms(ctx.now());
         db.expire_due(now);

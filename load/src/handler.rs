@@ -307,11 +307,11 @@ impl<P: Protocol> EventHandler for LoadHandler<P> {
         self.publish();
     }
 
-    fn on_boot(&mut self, _ctx: &mut LoopCtx<'_>) {
+    fn on_boot(&mut self, _ctx: &mut LoopCtx<'_, Self::State>) {
         self.publish();
     }
 
-    fn on_tick(&mut self, ctx: &mut LoopCtx<'_>) -> Option<Duration> {
+    fn on_tick(&mut self, ctx: &mut LoopCtx<'_, Self::State>) -> Option<Duration> {
         self.ticks += 1;
         if self.ticks % PUBLISH_TICKS == 0 || self.shared.control.is_stopped() {
             self.shared.loops[self.loop_id].publish_latency(&mut self.recent);
@@ -328,7 +328,7 @@ impl<P: Protocol> EventHandler for LoadHandler<P> {
 
     fn on_connect_failed(
         &mut self,
-        _ctx: &mut LoopCtx<'_>,
+        _ctx: &mut LoopCtx<'_, Self::State>,
         _failure: &ConnectFailure,
         _state: &mut Self::State,
     ) {
@@ -338,7 +338,7 @@ impl<P: Protocol> EventHandler for LoadHandler<P> {
 
     fn on_reconnecting(
         &mut self,
-        _ctx: &mut LoopCtx<'_>,
+        _ctx: &mut LoopCtx<'_, Self::State>,
         _redial: &Redial,
         _state: &mut Self::State,
     ) {
@@ -346,7 +346,7 @@ impl<P: Protocol> EventHandler for LoadHandler<P> {
         self.publish();
     }
 
-    fn on_shutdown(&mut self, _ctx: &mut LoopCtx<'_>) {
+    fn on_shutdown(&mut self, _ctx: &mut LoopCtx<'_, Self::State>) {
         self.shared.loops[self.loop_id].publish_latency(&mut self.recent);
     }
 }

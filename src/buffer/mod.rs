@@ -5,6 +5,7 @@
 //! from the loop's shared scratch space, so an idle connection costs no buffer.
 
 mod buf;
+pub(crate) mod outbound;
 mod pool;
 
 pub use buf::{Buf, ConsumeError};

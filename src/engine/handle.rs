@@ -70,6 +70,11 @@ impl Engine {
     /// [`CloseReason::WriteOverflow`](crate::CloseReason::WriteOverflow), as for
     /// writes from callbacks.
     ///
+    /// The bytes are queued as they are (a `Bytes` is not copied). All sends to
+    /// one connection that the loop takes from its inbox in one batch go out in
+    /// one `writev`, together with whatever else the pass wrote to it, after the
+    /// output queued before them.
+    ///
     /// # Errors
     ///
     /// [`SendError::InboxFull`] when more than `Options::max_inbox_bytes` are
@@ -78,6 +83,102 @@ impl Engine {
     pub fn send(&self, id: ConnId, data: impl Into<Bytes>) -> Result<(), SendError> {
         self.inbox_of(id)?
             .push_send(id, data.into(), self.shared.max_inbox_bytes)
+    }
+
+    /// Sends `data` to every connection in `ids`, from any thread: one command
+    /// per loop that has some of them, never one per recipient, and the bytes
+    /// stored once, shared by every recipient (no copy per connection). Stale ids
+    /// are skipped. Within a loop the message is queued behind whatever each
+    /// connection already has and flushed with one `writev` per connection at the
+    /// end of the loop's pass.
+    ///
+    /// From a callback, [`LoopCtx::broadcast`](crate::LoopCtx::broadcast) writes
+    /// to the same loop's connections directly.
+    ///
+    /// # Errors
+    ///
+    /// As [`Engine::send`] (the first loop that refuses).
+    pub fn broadcast(&self, ids: &[ConnId], data: impl Into<Bytes>) -> Result<(), SendError> {
+        self.broadcast_filtered(ids, data.into(), |_| true)
+    }
+
+    /// [`Engine::broadcast`] to the loops `keep` accepts.
+    pub(crate) fn broadcast_filtered(
+        &self,
+        ids: &[ConnId],
+        data: Bytes,
+        keep: impl Fn(usize) -> bool,
+    ) -> Result<(), SendError> {
+        if self.is_stopped() {
+            return Err(SendError::Stopped);
+        }
+        let loops = self.loops();
+        let mut per_loop: Vec<Vec<ConnId>> = Vec::new();
+        for &id in ids {
+            let l = id.loop_id();
+            if l >= loops || !keep(l) {
+                continue;
+            }
+            if per_loop.len() <= l {
+                per_loop.resize_with(l + 1, Vec::new);
+            }
+            per_loop[l].push(id);
+        }
+        let mut result = Ok(());
+        for (l, ids) in per_loop.into_iter().enumerate() {
+            if ids.is_empty() {
+                continue;
+            }
+            let cmd = Command::Broadcast(ids, data.clone());
+            if let Err(e) = self.shared.inboxes[l].push_payload(cmd, self.shared.max_inbox_bytes) {
+                result = result.and(Err(e));
+            }
+        }
+        result
+    }
+
+    /// Publishes `data` to every subscriber of `topic` on every loop, from any
+    /// thread: one command per loop, each loop delivering to its own members
+    /// from its own table (no lock shared between loops on the delivery path).
+    /// The bytes are stored once and shared by every subscriber. Subscribers
+    /// whose pending output is above
+    /// [`Options::max_backpressure`](crate::Options::max_backpressure) are
+    /// handled by [`Options::slow_subscriber`](crate::Options::slow_subscriber).
+    ///
+    /// ```no_run
+    /// # fn f(engine: &tether::Engine) -> Result<(), tether::SendError> {
+    /// engine.publish("news", bytes::Bytes::from_static(b"hello\n"))?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Engine::send`] (the first loop that refuses).
+    pub fn publish(&self, topic: &str, data: impl Into<Bytes>) -> Result<(), SendError> {
+        self.publish_filtered(std::sync::Arc::from(topic), data.into(), |_| true)
+    }
+
+    /// [`Engine::publish`] to the loops `keep` accepts.
+    pub(crate) fn publish_filtered(
+        &self,
+        topic: std::sync::Arc<str>,
+        data: Bytes,
+        keep: impl Fn(usize) -> bool,
+    ) -> Result<(), SendError> {
+        if self.is_stopped() {
+            return Err(SendError::Stopped);
+        }
+        let mut result = Ok(());
+        for (l, inbox) in self.shared.inboxes.iter().enumerate() {
+            if !keep(l) {
+                continue;
+            }
+            let cmd = Command::Publish(topic.clone(), data.clone());
+            if let Err(e) = inbox.push_payload(cmd, self.shared.max_inbox_bytes) {
+                result = result.and(Err(e));
+            }
+        }
+        result
     }
 
     /// Closes connection `id` (reason [`CloseReason::Local`](crate::CloseReason::Local)).

@@ -126,8 +126,7 @@ impl<H: EventHandler> EventLoop<H> {
                 return;
             }
         };
-        let entry = self.conns.vacant_entry();
-        let key = entry.key();
+        let key = self.conns.vacant_key();
         let registered = key <= MAX_CONN_KEY
             && self
                 .poll
@@ -149,16 +148,20 @@ impl<H: EventHandler> EventLoop<H> {
         } else {
             0
         };
-        entry.insert(Slot {
-            stream,
-            generation,
-            flags: REG_READ | layered,
-            listener,
-            inbound: None,
-            outbound: None,
-            timing: Timing::new(self.core.now_ms),
-            dial: None,
-            layer,
+        self.conns.insert(Slot {
+            io: SlotIo {
+                stream,
+                generation,
+                flags: REG_READ | layered,
+                listener,
+                inbound: None,
+                outbound: None,
+                timing: Timing::new(self.core.now_ms),
+                dial: None,
+                close: PendingClose::None,
+                dropped: 0,
+                layer,
+            },
             state: H::State::default(),
         });
         self.rearm(key);

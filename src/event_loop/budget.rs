@@ -30,6 +30,6 @@ impl<H: EventHandler> EventLoop<H> {
 
 /// Buffer capacity a connection holds: its input and its pending output.
 fn held_by<S>(slot: &Slot<S>) -> usize {
-    let cap = |b: &Option<Box<Buf>>| b.as_ref().map_or(0, |b| b.capacity());
-    cap(&slot.inbound) + cap(&slot.outbound)
+    let input = slot.io.inbound.as_ref().map_or(0, |b| b.capacity());
+    input + slot.io.queued()
 }

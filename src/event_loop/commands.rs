@@ -4,30 +4,33 @@ use super::*;
 use crate::timer::deadline::instant_after;
 
 impl<H: EventHandler> EventLoop<H> {
+    /// Applies the commands other threads queued, in order. Payloads are queued
+    /// on their connections as they are (no copy) and go out in the dirty pass
+    /// at the end of this iteration: every send to one connection from this
+    /// batch, consecutive or not, shares one `writev`.
     pub(super) fn drain_inbox(&mut self) {
         let mut commands = std::mem::take(&mut self.commands);
         self.core
             .engine
             .inbox(self.core.loop_id)
             .drain_into(&mut commands);
-        // Consecutive sends to one connection are gathered in the scratch buffer
-        // and go out in one write; any other command flushes them first, so the
-        // order of commands is kept.
-        let mut gathering: Option<usize> = None;
         for cmd in commands.drain(..) {
-            if let Command::Send(id, data) = &cmd {
-                if let Some(key) = self.lookup(*id) {
-                    if gathering != Some(key) {
-                        self.flush_gathered(gathering.take());
-                        gathering = Some(key);
-                    }
-                    self.core.scratch.extend_from_slice(data);
-                }
-                continue;
-            }
-            self.flush_gathered(gathering.take());
             match cmd {
-                Command::Send(..) => {}
+                Command::Send(id, data) => self.queue_command_payload(id, data),
+                Command::Broadcast(ids, data) => {
+                    for id in ids {
+                        self.queue_command_payload(id, data.clone());
+                    }
+                }
+                Command::Publish(topic, data) => {
+                    let mut peers = self.conns.all();
+                    let mut ctx = LoopCtx {
+                        core: &mut self.core,
+                        own: None,
+                        peers: &mut peers,
+                    };
+                    ctx.publish_local(&topic, &data);
+                }
                 Command::Close(id) => {
                     if let Some(key) = self.lookup(id) {
                         self.close(key, CloseReason::Local);
@@ -50,14 +53,16 @@ impl<H: EventHandler> EventLoop<H> {
                 Command::Connect(req) => self.dial_requested(*req),
             }
         }
-        self.flush_gathered(gathering);
         self.commands = commands;
     }
 
-    pub(super) fn flush_gathered(&mut self, key: Option<usize>) {
-        if let Some(key) = key {
-            if !self.seal_scratch(key) || !self.flush_scratch(key) {
-                self.core.scratch.clear();
+    /// Queues a payload from another thread on connection `id`, if it is live.
+    fn queue_command_payload(&mut self, id: ConnId, data: bytes::Bytes) {
+        if let Some(key) = self.lookup(id) {
+            if let Some(slot) = self.conns.get_mut(key) {
+                if slot.io.is_open() {
+                    self.core.queue_shared(key, &mut slot.io, data);
+                }
             }
         }
     }
@@ -66,7 +71,7 @@ impl<H: EventHandler> EventLoop<H> {
     pub(super) fn lookup(&self, id: ConnId) -> Option<usize> {
         let key = id.slot as usize;
         match self.conns.get(key) {
-            Some(slot) if slot.generation == id.generation => Some(key),
+            Some(slot) if slot.io.generation == id.generation => Some(key),
             _ => {
                 bump(
                     &self.core.engine.counters(self.core.loop_id).stale_commands,
@@ -101,7 +106,7 @@ impl<H: EventHandler> EventLoop<H> {
         let idle: Vec<usize> = self
             .conns
             .iter()
-            .filter(|(_, s)| s.outbound.is_none())
+            .filter(|(_, s)| s.io.outbound.is_none())
             .map(|(k, _)| k)
             .collect();
         for key in idle {

@@ -8,30 +8,18 @@ use mio::net::TcpStream;
 use mio::{Interest, Token};
 use socket2::{Domain, Protocol, Socket, Type};
 
+use super::core::{DialInfo, PendingClose, SlotIo};
 use super::{
     CONNECTING, Callback, EventLoop, MAX_CONN_KEY, NO_LISTENER, REG_READ, REG_WRITE, Slot,
 };
 use crate::client::backoff::Backoff;
-use crate::client::{ConnectFailure, ConnectOptions, DialId, DialRequest, Redial};
+use crate::client::{ConnectFailure, ConnectOptions, DialRequest, Redial};
 use crate::handler::EventHandler;
 use crate::net::ListenAddr;
 use crate::net::SocketOptions;
 use crate::net::stream::Stream;
 use crate::timeouts::Timing;
 use crate::timer::deadline::ms_after;
-
-/// What a dialed connection keeps to redial itself (boxed in its slot: accepted
-/// connections pay 8 bytes for it).
-#[derive(Debug)]
-pub(super) struct DialInfo {
-    pub(super) dial: DialId,
-    pub(super) addr: ListenAddr,
-    pub(super) timeout: Duration,
-    pub(super) backoff: Option<Backoff>,
-    /// TLS to run over the connection once connected.
-    #[cfg(feature = "tls")]
-    pub(super) tls: Option<crate::tls::ClientTls>,
-}
 
 /// A link waiting for its next attempt, holding the application's state.
 pub(super) struct PendingDial<S> {
@@ -87,8 +75,7 @@ impl<H: EventHandler> EventLoop<H> {
             Ok(s) => s,
             Err(error) => return self.dial_failed(info, state, error),
         };
-        let entry = self.conns.vacant_entry();
-        let key = entry.key();
+        let key = self.conns.vacant_key();
         if key > MAX_CONN_KEY {
             return self.dial_failed(info, state, io::Error::other("connection slab full"));
         }
@@ -109,16 +96,20 @@ impl<H: EventHandler> EventLoop<H> {
                 .insert(deadline, (key as u32, generation)),
         );
         self.core.note_deadline(deadline);
-        entry.insert(Slot {
-            stream,
-            generation,
-            flags: CONNECTING | REG_READ | REG_WRITE,
-            listener: NO_LISTENER,
-            inbound: None,
-            outbound: None,
-            timing,
-            dial: Some(info),
-            layer: None,
+        self.conns.insert(Slot {
+            io: SlotIo {
+                stream,
+                generation,
+                flags: CONNECTING | REG_READ | REG_WRITE,
+                listener: NO_LISTENER,
+                inbound: None,
+                outbound: None,
+                timing,
+                dial: Some(info),
+                close: PendingClose::None,
+                dropped: 0,
+                layer: None,
+            },
             state,
         });
     }
@@ -128,9 +119,9 @@ impl<H: EventHandler> EventLoop<H> {
         let Some(slot) = self.conns.get_mut(key) else {
             return;
         };
-        let outcome = match slot.stream.take_error() {
+        let outcome = match slot.io.stream.take_error() {
             Ok(Some(e)) | Err(e) => Err(e),
-            Ok(None) => match slot.stream.check_connected() {
+            Ok(None) => match slot.io.stream.check_connected() {
                 Ok(_) => Ok(()),
                 // Not connected yet and no error: a spurious wakeup.
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
@@ -147,12 +138,12 @@ impl<H: EventHandler> EventLoop<H> {
         let Some(slot) = self.conns.get_mut(key) else {
             return;
         };
-        slot.flags &= !CONNECTING;
-        if let Some(entry) = slot.timing.entry.take() {
+        slot.io.flags &= !CONNECTING;
+        if let Some(entry) = slot.io.timing.entry.take() {
             self.core.conn_wheel.cancel(entry);
         }
-        slot.timing = Timing::new(self.core.now_ms);
-        if let Some(backoff) = slot.dial.as_mut().and_then(|d| d.backoff.as_mut()) {
+        slot.io.timing = Timing::new(self.core.now_ms);
+        if let Some(backoff) = slot.io.dial.as_mut().and_then(|d| d.backoff.as_mut()) {
             backoff.on_connected(self.core.now_ms);
         }
         let counters = self.core.engine.counters(self.core.loop_id);
@@ -172,10 +163,11 @@ impl<H: EventHandler> EventLoop<H> {
         let Some(slot) = self.conns.try_remove(key) else {
             return;
         };
-        if let Some(entry) = slot.timing.entry {
+        if let Some(entry) = slot.io.timing.entry {
             self.core.conn_wheel.cancel(entry);
         }
-        let Slot { dial, state, .. } = slot;
+        let Slot { io, state } = slot;
+        let dial = io.dial;
         match dial {
             Some(info) => self.dial_failed(info, state, error),
             None => log::error!(

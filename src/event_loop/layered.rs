@@ -2,6 +2,7 @@
 //! feeding them input, sealing output, their pre-open deadline, close_notify.
 //! Connections without a layer never reach this file.
 
+use super::write::write_nonblocking;
 use super::*;
 use crate::layer::Layer;
 
@@ -30,10 +31,10 @@ impl<H: EventHandler> EventLoop<H> {
         let Some(slot) = self.conns.get(key) else {
             return true;
         };
-        if !slot.layer.as_ref().is_some_and(|l| l.is_pending()) {
+        if !slot.io.layer.as_ref().is_some_and(|l| l.is_pending()) {
             return false;
         }
-        let tag = usize::from(slot.listener);
+        let tag = usize::from(slot.io.listener);
         let after = self
             .opts
             .layers
@@ -55,12 +56,12 @@ impl<H: EventHandler> EventLoop<H> {
             .saturating_add(crate::event_loop::core::ms_ceil(after) + 1);
         let timer = UserTimer {
             slot: key as u32,
-            generation: slot.generation,
+            generation: slot.io.generation,
             key: LAYER_DEADLINE,
         };
         let id = self.core.user_wheel.insert(at, timer);
         self.core.note_deadline(at);
-        if let Some(layer) = slot.layer.as_mut() {
+        if let Some(layer) = slot.io.layer.as_mut() {
             layer.deadline = Some(id);
         }
     }
@@ -71,7 +72,7 @@ impl<H: EventHandler> EventLoop<H> {
         if timer != LAYER_DEADLINE {
             return false;
         }
-        let Some(layer) = self.conns.get(key).and_then(|s| s.layer.as_ref()) else {
+        let Some(layer) = self.conns.get(key).and_then(|s| s.io.layer.as_ref()) else {
             return false;
         };
         match layer.timeout_reason() {
@@ -88,7 +89,7 @@ impl<H: EventHandler> EventLoop<H> {
         let Some(slot) = self.conns.get_mut(key) else {
             return;
         };
-        let Some(layer) = slot.layer.as_deref_mut() else {
+        let Some(layer) = slot.io.layer.as_deref_mut() else {
             return;
         };
         let fed = layer.feed(
@@ -99,7 +100,7 @@ impl<H: EventHandler> EventLoop<H> {
         if !layer.intercepts() {
             // A plain connection whose header is done: the hot path no longer
             // looks at the layer.
-            slot.flags &= !LAYERED;
+            slot.io.flags &= !LAYERED;
         }
         if fed.as_ref().is_ok_and(|f| f.opened) {
             if let Some(id) = layer.deadline.take() {
@@ -124,7 +125,7 @@ impl<H: EventHandler> EventLoop<H> {
             let alive = match fed {
                 Ok(_) => self.write_or_queue(key, &sealed),
                 Err(_) => {
-                    let _ = write_nonblocking(&slot.stream, &sealed);
+                    let _ = write_nonblocking(&slot.io.stream, &sealed);
                     true
                 }
             };
@@ -141,7 +142,7 @@ impl<H: EventHandler> EventLoop<H> {
             }
         };
         let generation = slot_generation(&self.conns, key);
-        let alive = |conns: &Slab<Slot<H::State>>| slot_generation(conns, key) == generation;
+        let alive = |conns: &Slots<Slot<H::State>>| slot_generation(conns, key) == generation;
         if fed.opened {
             self.callback(key, Callback::Open);
             if !alive(&self.conns) {
@@ -152,7 +153,7 @@ impl<H: EventHandler> EventLoop<H> {
             let Some(slot) = self.conns.get_mut(key) else {
                 return;
             };
-            let input = match slot.inbound.as_mut() {
+            let input = match slot.io.inbound.as_mut() {
                 None => Input::Plain(fed.plain),
                 Some(inbound) => {
                     if inbound.len() + fed.plain > self.opts.max_inbound {
@@ -174,42 +175,13 @@ impl<H: EventHandler> EventLoop<H> {
         }
     }
 
-    /// Replaces the plaintext a callback wrote into the scratch buffer by its
-    /// records, for a connection with TLS. False if that closed the connection.
-    pub(super) fn seal_scratch(&mut self, key: usize) -> bool {
-        let Some(layer) = self
-            .conns
-            .get_mut(key)
-            .and_then(|s| s.layer.as_deref_mut())
-            .filter(|l| l.intercepts())
-        else {
-            return true;
-        };
-        let sealed = &mut self.layer_bufs.sealed;
-        sealed.clear();
-        match layer.seal(&self.core.scratch, sealed) {
-            Ok(true) => {
-                // Swapped, so both keep their capacity: no allocation per write.
-                std::mem::swap(&mut self.core.scratch, sealed);
-                sealed.clear();
-                true
-            }
-            Ok(false) => true,
-            Err(reason) => {
-                self.core.scratch.clear();
-                self.close(key, reason);
-                false
-            }
-        }
-    }
-
     /// Best effort close_notify for a connection being closed locally.
-    pub(super) fn send_close_notify(&mut self, slot: &mut Slot<H::State>) {
-        if let Some(layer) = slot.layer.as_mut() {
+    pub(super) fn send_close_notify(&mut self, io: &mut SlotIo) {
+        if let Some(layer) = io.layer.as_mut() {
             let sealed = &mut self.layer_bufs.sealed;
             sealed.clear();
             layer.close_notify(sealed);
-            let _ = write_nonblocking(&slot.stream, sealed);
+            let _ = write_nonblocking(&io.stream, sealed);
         }
     }
 
@@ -221,16 +193,16 @@ impl<H: EventHandler> EventLoop<H> {
             let Some(slot) = self.conns.get_mut(key) else {
                 return true;
             };
-            let Some(tls) = slot.dial.as_ref().and_then(|d| d.tls.clone()) else {
+            let Some(tls) = slot.io.dial.as_ref().and_then(|d| d.tls.clone()) else {
                 return false;
             };
-            let timeout = slot.dial.as_ref().map_or(Duration::ZERO, |d| d.timeout);
+            let timeout = slot.io.dial.as_ref().map_or(Duration::ZERO, |d| d.timeout);
             let mut hello = std::mem::take(&mut self.layer_bufs.sealed);
             hello.clear();
             match Layer::dialed(&tls, &mut hello) {
                 Ok(layer) => {
-                    slot.layer = Some(layer);
-                    slot.flags |= LAYERED;
+                    slot.io.layer = Some(layer);
+                    slot.io.flags |= LAYERED;
                 }
                 Err(reason) => {
                     self.layer_bufs.sealed = hello;

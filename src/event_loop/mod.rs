@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
-use crate::buffer::{Buf, BufferPool};
+use crate::buffer::BufferPool;
 use crate::conn::{CloseRequest, Conn};
 use crate::ctx::LoopCtx;
 use crate::engine::Engine;
@@ -35,14 +35,17 @@ mod timers;
 mod udp;
 mod write;
 
-use self::core::{LoopCore, UserTimer};
+use self::core::{
+    CLOSE_AFTER_FLUSH, CONNECTING, LAYERED, LoopCore, NO_LISTENER, PAUSED, PEER_CLOSED,
+    PendingClose, REG_READ, REG_WRITE, SUBSCRIBED, Slot, SlotIo, UserTimer,
+};
 use crate::net::stream::Stream;
+use crate::slots::Slots;
 use crate::timer::deadline::instant_after;
-use dial::{DialInfo, PendingDial};
+use dial::PendingDial;
 use listen::Listener;
 pub(crate) use listen::{ListenSocket, LoopListener};
 use udp::UdpBatches;
-use write::write_nonblocking;
 
 /// Token of the loop's waker; listeners count down from just below it and
 /// connections use their slab key, so the three never meet.
@@ -59,44 +62,6 @@ fn listener_index(token: Token) -> Option<usize> {
     let i = FIRST_LISTENER.checked_sub(token.0)?;
     (token.0 != WAKER.0 && i < MAX_LISTENERS).then_some(i)
 }
-
-// Slot flags.
-/// READABLE is registered (cleared while reading is paused by backpressure).
-const REG_READ: u8 = 1;
-/// WRITABLE is registered (only while output is pending).
-const REG_WRITE: u8 = 2;
-/// Output went above the high watermark: reading stops until it drains to the low.
-const PAUSED: u8 = 4;
-/// Close once the pending output is flushed.
-const CLOSE_AFTER_FLUSH: u8 = 8;
-/// The peer sent FIN; close with `PeerClosed` once output is flushed.
-const PEER_CLOSED: u8 = 16;
-/// A dialed connection whose connect has not completed; not yet opened.
-const CONNECTING: u8 = 32;
-/// Input and output go through the connection's layer (a PROXY header still
-/// awaited, or TLS); mirrors `Layer::intercepts` so the hot path tests a bit.
-const LAYERED: u8 = 64;
-
-/// One connection's slab entry. Kept small: a connection with nothing in flight
-/// owns no buffer, only this.
-struct Slot<S> {
-    stream: Stream,
-    generation: u32,
-    flags: u8,
-    /// The listener that accepted it (its index among the engine's addresses);
-    /// `NO_LISTENER` for dialed connections.
-    listener: u16,
-    inbound: Option<Box<Buf>>,
-    outbound: Option<Box<Buf>>,
-    timing: Timing,
-    /// Set for dialed connections: where to redial and how.
-    dial: Option<Box<DialInfo>>,
-    /// PROXY header and TLS state, for connections that have either.
-    layer: Option<Box<crate::layer::Layer>>,
-    state: S,
-}
-
-const NO_LISTENER: u16 = u16::MAX;
 
 /// Where a callback's input comes from.
 #[derive(Clone, Copy)]
@@ -122,7 +87,7 @@ enum Callback {
 
 pub(crate) struct EventLoop<H: EventHandler> {
     handler: H,
-    conns: Slab<Slot<H::State>>,
+    conns: Slots<Slot<H::State>>,
     rbuf: Box<[u8]>,
     /// Plaintext and records of connections with a layer (TLS, PROXY header).
     layer_bufs: crate::layer::LayerBufs,
@@ -141,12 +106,12 @@ pub(crate) struct EventLoop<H: EventHandler> {
     /// The other halves of the two lists above, swapped in while they run.
     spare_reads: Vec<(usize, u32)>,
     spare_accepts: Vec<usize>,
+    /// The other half of `core.dirty`, swapped in while the dirty pass runs.
+    spare_dirty: Vec<(usize, u32)>,
     commands: Vec<Command>,
     open_counts: Vec<usize>,
     /// Drain deadline once stopping.
     stopping: Option<Instant>,
-    /// When `on_tick` runs next, in loop milliseconds.
-    next_tick: Option<u64>,
     /// Batch buffers for UDP listeners, made on first use.
     udp: Option<Box<UdpBatches>>,
     /// A descriptor held back so that, out of descriptors, one can still be freed
@@ -183,12 +148,24 @@ impl<H: EventHandler> EventLoop<H> {
         let sessions = sessions::Sessions::new(&listeners, &opts, loop_id);
         Ok(EventLoop {
             handler,
-            conns: Slab::new(),
+            conns: Slots::default(),
             rbuf: vec![0; opts.read_buffer_size].into_boxed_slice(),
             layer_bufs: Default::default(),
             core: LoopCore {
                 loop_id,
                 scratch: Vec::with_capacity(opts.read_buffer_size),
+                cb_key: usize::MAX,
+                dirty: Vec::new(),
+                spare_queues: Vec::new(),
+                max_spare_queues: opts.pool_max_idle,
+                counts: Default::default(),
+                topics: crate::topics::Topics::new(opts.topic_limits()),
+                members: Vec::new(),
+                max_backpressure: opts.max_backpressure,
+                slow_subscriber: opts.slow_subscriber,
+                ticker: Default::default(),
+                tick: None,
+                sealed: Vec::new(),
                 engine,
                 now: Instant::now(),
                 max_outbound: opts.max_outbound,
@@ -212,10 +189,10 @@ impl<H: EventHandler> EventLoop<H> {
             ready_accepts: Vec::new(),
             spare_reads: Vec::new(),
             spare_accepts: Vec::new(),
+            spare_dirty: Vec::new(),
             commands: Vec::new(),
             open_counts: Vec::new(),
             stopping: None,
-            next_tick: None,
             reserve_fd: std::fs::File::open("/dev/null").ok(),
             udp: None,
             pending_dials: Slab::new(),
@@ -229,7 +206,9 @@ impl<H: EventHandler> EventLoop<H> {
         let mut events = Events::with_capacity(1024);
         self.set_busy_poll();
         self.with_ctx(|h, ctx| h.on_boot(ctx));
+        self.core.ticker.start(self.core.now_ns());
         self.tick();
+        self.flush_dirty();
         loop {
             self.flush_udp();
             let timeout = self.busy_poll_timeout(self.poll_timeout());
@@ -253,7 +232,7 @@ impl<H: EventHandler> EventLoop<H> {
                 } else if self
                     .conns
                     .get(token.0)
-                    .is_some_and(|s| s.flags & CONNECTING != 0)
+                    .is_some_and(|s| s.io.flags & CONNECTING != 0)
                 {
                     self.connect_event(token.0);
                 } else {
@@ -269,6 +248,9 @@ impl<H: EventHandler> EventLoop<H> {
             self.run_ready_dialed();
             self.expire_timers();
             self.expire_sessions();
+            // End of the pass: what callbacks and commands queued goes out, one
+            // writev per connection.
+            self.flush_dirty();
             self.enforce_budget();
             self.publish_gauges();
             if let Some(deadline) = self.stopping {
@@ -281,7 +263,7 @@ impl<H: EventHandler> EventLoop<H> {
         // What on_shutdown queued goes out before the sessions close.
         self.flush_udp();
         self.close_all_sessions();
-        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        let keys: Vec<usize> = self.conns.keys().collect();
         for key in keys {
             self.close(key, CloseReason::Shutdown);
         }
@@ -311,18 +293,29 @@ impl<H: EventHandler> EventLoop<H> {
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
-        if !self.ready_reads.is_empty() || !self.ready_accepts.is_empty() || self.sessions_ready() {
+        if !self.ready_reads.is_empty()
+            || !self.ready_accepts.is_empty()
+            || !self.core.dirty.is_empty()
+            || self.sessions_ready()
+        {
             return Some(Duration::ZERO);
         }
         let origin = self.core.origin;
         let next_check = (self.core.next_check != u64::MAX).then_some(self.core.next_check);
-        let timers = [next_check, self.next_tick, self.sessions.next_expiry()];
-        // mio rounds a timeout up to whole milliseconds, so waking at a timer's
-        // instant never comes before its millisecond and never spins.
-        let wake_at = timers
+        // The ticker's deadline is exact to the nanosecond. mio rounds a timeout
+        // up to whole milliseconds, so the wakeup never comes before a deadline
+        // (the loop checks it against the clock, not against milliseconds) and
+        // never spins on a sub-millisecond remainder.
+        let wake_at = [next_check, self.sessions.next_expiry()]
             .into_iter()
             .flatten()
             .map(|ms| instant_after(origin, Duration::from_millis(ms)))
+            .chain(
+                self.core
+                    .ticker
+                    .next()
+                    .map(|ns| instant_after(origin, Duration::from_nanos(ns))),
+            )
             .chain(self.listeners.iter().filter_map(|l| l.paused_until))
             .chain(self.stopping)
             .min()?;
@@ -330,12 +323,13 @@ impl<H: EventHandler> EventLoop<H> {
         Some(wake_at.saturating_duration_since(Instant::now()))
     }
 
-    fn with_ctx(&mut self, f: impl FnOnce(&mut H, &mut LoopCtx<'_>)) {
+    /// Runs a loop-level callback with a context over all the loop's connections.
+    fn with_ctx(&mut self, f: impl FnOnce(&mut H, &mut LoopCtx<'_, H::State>)) {
+        let mut peers = self.conns.all();
         let mut ctx = LoopCtx {
-            loop_id: self.core.loop_id,
-            now: self.core.now,
-            engine: &self.core.engine,
-            udp: &mut self.core.udp,
+            core: &mut self.core,
+            own: None,
+            peers: &mut peers,
         };
         let handler = &mut self.handler;
         if panic::catch_unwind(AssertUnwindSafe(|| f(handler, &mut ctx))).is_err() {
@@ -355,7 +349,7 @@ impl<H: EventHandler> EventLoop<H> {
                 if self
                     .conns
                     .get(key)
-                    .is_some_and(|s| s.generation == generation)
+                    .is_some_and(|s| s.io.generation == generation)
                 {
                     self.read(key, true);
                 }
@@ -394,11 +388,12 @@ impl<H: EventHandler> EventLoop<H> {
             let Some(slot) = self.conns.get_mut(key) else {
                 return;
             };
-            if slot.flags & (PAUSED | CLOSE_AFTER_FLUSH | PEER_CLOSED) != 0 {
+            let io = &mut slot.io;
+            if io.flags & (PAUSED | CLOSE_AFTER_FLUSH | PEER_CLOSED) != 0 {
                 return;
             }
-            let generation = slot.generation;
-            let n = match (&slot.stream).read(&mut self.rbuf) {
+            let generation = io.generation;
+            let n = match (&io.stream).read(&mut self.rbuf) {
                 Ok(0) => {
                     self.peer_closed(key);
                     return;
@@ -415,11 +410,11 @@ impl<H: EventHandler> EventLoop<H> {
                 &self.core.engine.counters(self.core.loop_id).bytes_in,
                 n as u64,
             );
-            slot.timing.last_read = crate::timeouts::stamp(self.core.now_ms);
-            if slot.flags & LAYERED != 0 {
+            io.timing.last_read = crate::timeouts::stamp(self.core.now_ms);
+            if io.flags & LAYERED != 0 {
                 self.layered_read(key, n);
             } else {
-                let input = match slot.inbound.as_mut() {
+                let input = match io.inbound.as_mut() {
                     None => Input::Shared(n),
                     Some(inbound) => {
                         if inbound.len() + n > self.opts.max_inbound {
@@ -440,7 +435,7 @@ impl<H: EventHandler> EventLoop<H> {
             if self
                 .conns
                 .get(key)
-                .is_none_or(|s| s.generation != generation)
+                .is_none_or(|s| s.io.generation != generation)
             {
                 return;
             }
@@ -462,10 +457,10 @@ impl<H: EventHandler> EventLoop<H> {
         let Some(slot) = self.conns.get_mut(key) else {
             return;
         };
-        slot.flags |= PEER_CLOSED;
-        if let Some(reason) = slot.layer.as_ref().and_then(|l| l.eof_reason()) {
+        slot.io.flags |= PEER_CLOSED;
+        if let Some(reason) = slot.io.layer.as_ref().and_then(|l| l.eof_reason()) {
             self.close(key, reason);
-        } else if slot.outbound.is_none() {
+        } else if slot.io.outbound.is_none() {
             self.close(key, CloseReason::PeerClosed);
         } else {
             self.update_interest(key);
@@ -477,50 +472,40 @@ impl<H: EventHandler> EventLoop<H> {
     /// Runs one connection callback, then applies what it asked for: keeps unread
     /// input, flushes output, closes.
     fn callback(&mut self, key: usize, which: Callback) {
-        let Some(slot) = self.conns.get_mut(key) else {
+        let Some((slot, mut peers)) = self.conns.split(key) else {
             return;
         };
         let id = ConnId {
             loop_id: self.core.loop_id as u16,
             slot: key as u32,
-            generation: slot.generation,
+            generation: slot.io.generation,
         };
         let input_kind = match which {
             Callback::Traffic(input) => input,
             _ => Input::None,
         };
-        let sealing = slot.flags & LAYERED != 0;
-        let Slot {
-            stream,
-            state,
-            inbound,
-            outbound,
-            timing,
-            dial,
-            listener,
-            layer,
-            ..
-        } = slot;
+        // The inbound buffer leaves the slot for the callback, so the slot can be
+        // borrowed as a whole beside the input.
+        let mut inbound = match input_kind {
+            Input::Own => slot.io.inbound.take(),
+            _ => None,
+        };
         let input: &[u8] = match input_kind {
             Input::None => &[],
             Input::Shared(n) => &self.rbuf[..n],
             Input::Own => inbound.as_deref().map_or(&[], |b| b.as_slice()),
             Input::Plain(n) => &self.layer_bufs.plain[..n],
         };
-        // Through a layer, writes gather as plaintext and are sealed after the
-        // callback, never appended to the (ciphertext) pending output.
+        self.core.cb_key = key;
         let mut conn = Conn::new(
+            key,
             id,
-            stream,
-            state,
+            &mut slot.io,
+            &mut slot.state,
+            &mut peers,
             input,
-            outbound.as_deref_mut().filter(|_| !sealing),
             &mut self.core,
-            timing,
         );
-        conn.layer = layer.as_deref();
-        conn.dial = dial.as_ref().map(|d| d.dial);
-        conn.listener = (*listener != NO_LISTENER).then_some(*listener as usize);
         let handler = &mut self.handler;
         let result = panic::catch_unwind(AssertUnwindSafe(|| match which {
             Callback::Open => handler.on_open(&mut conn),
@@ -534,6 +519,8 @@ impl<H: EventHandler> EventLoop<H> {
         let (consumed, close, overflow) = (conn.consumed, conn.close, conn.overflow);
         let fail = conn.fail.take();
         let mut rearm = conn.timing_changed;
+        let io = &mut slot.io;
+        let pending_close = std::mem::take(&mut io.close);
 
         // Keep what the handler left unread.
         match input_kind {
@@ -546,23 +533,24 @@ impl<H: EventHandler> EventLoop<H> {
                     };
                     let mut buf = self.core.pool.take();
                     self.core.pool.append(&mut buf, left, self.opts.max_inbound);
-                    *inbound = Some(buf);
+                    io.inbound = Some(buf);
                     // A partial frame starts now; the frame timeout counts from here.
-                    timing.partial_since = crate::timeouts::stamp(self.core.now_ms);
-                    rearm |= timing.cfg(&self.core.timeouts).frame > 0;
+                    io.timing.partial_since = crate::timeouts::stamp(self.core.now_ms);
+                    rearm |= io.timing.cfg(&self.core.timeouts).frame > 0;
                 }
             }
             Input::Own => {
-                if let Some(buf) = inbound.as_mut() {
+                if let Some(mut buf) = inbound.take() {
                     buf.consume(consumed);
                     if buf.is_empty() {
-                        if let Some(buf) = inbound.take() {
-                            self.core.pool.give(buf);
-                        }
+                        self.core.pool.give(buf);
+                    } else {
+                        io.inbound = Some(buf);
                     }
                 }
             }
         }
+        self.core.cb_key = usize::MAX;
 
         let action = match result {
             Ok(action) => action,
@@ -573,12 +561,9 @@ impl<H: EventHandler> EventLoop<H> {
                 return;
             }
         };
-        if overflow {
+        if overflow || pending_close == PendingClose::Overflow {
             self.core.scratch.clear();
             self.close(key, CloseReason::WriteOverflow);
-            return;
-        }
-        if sealing && !self.seal_scratch(key) {
             return;
         }
         if !self.flush_scratch(key) {
@@ -587,6 +572,17 @@ impl<H: EventHandler> EventLoop<H> {
         if let Some(reason) = fail {
             self.close(key, reason);
             return;
+        }
+        match pending_close {
+            PendingClose::None | PendingClose::Overflow => {}
+            PendingClose::Local => {
+                self.close(key, CloseReason::Local);
+                return;
+            }
+            PendingClose::SlowSubscriber => {
+                self.close(key, CloseReason::SlowSubscriber);
+                return;
+            }
         }
         if rearm {
             self.rearm(key);
@@ -608,8 +604,8 @@ impl<H: EventHandler> EventLoop<H> {
             CloseRequest::Now => self.close(key, CloseReason::Local),
             CloseRequest::AfterFlush => {
                 if let Some(slot) = self.conns.get_mut(key) {
-                    slot.flags |= CLOSE_AFTER_FLUSH;
-                    if slot.outbound.is_none() {
+                    slot.io.flags |= CLOSE_AFTER_FLUSH;
+                    if slot.io.outbound.is_none() {
                         self.close(key, CloseReason::Local);
                     } else {
                         self.update_interest(key);
@@ -626,30 +622,40 @@ impl<H: EventHandler> EventLoop<H> {
         let Some(mut slot) = self.conns.try_remove(key) else {
             return;
         };
-        if slot.flags & CONNECTING != 0 {
+        let io = &mut slot.io;
+        if io.flags & CONNECTING != 0 {
             // Never opened, so there is nothing to report; only its entry to drop.
-            if let Some(entry) = slot.timing.entry {
+            if let Some(entry) = io.timing.entry {
                 self.core.conn_wheel.cancel(entry);
             }
             return;
         }
         if reason.is_local() {
             let mut flushed = true;
-            if let Some(out) = slot.outbound.as_ref() {
+            if let Some(out) = io.outbound.as_mut() {
                 // Best effort, never blocking: whatever the socket takes now.
-                flushed = write_nonblocking(&slot.stream, out.as_slice()).ok() == Some(out.len());
+                let _ = out.write_to(
+                    &io.stream,
+                    &mut self.core.pool,
+                    &mut self.core.counts.writes,
+                );
+                flushed = out.is_empty();
             }
             if flushed {
-                self.send_close_notify(&mut slot);
+                self.send_close_notify(&mut slot.io);
             }
+        }
+        let io = &mut slot.io;
+        if io.flags & SUBSCRIBED != 0 {
+            self.core.topics.remove_conn(key);
         }
         // A connection whose layer never opened was never reported to the
         // handler; it is counted, not heard of.
-        let opened = !slot.layer.as_ref().is_some_and(|l| l.is_pending());
+        let opened = !io.layer.as_ref().is_some_and(|l| l.is_pending());
         let id = ConnId {
             loop_id: self.core.loop_id as u16,
             slot: key as u32,
-            generation: slot.generation,
+            generation: io.generation,
         };
         crate::memory::report::overload_close(id, &reason, self.core.now);
         // Counted closed before `on_close`, so whoever it notifies sees the count.
@@ -657,10 +663,10 @@ impl<H: EventHandler> EventLoop<H> {
             .engine
             .counters(self.core.loop_id)
             .record_close(&reason);
-        if let Some(entry) = slot.timing.entry.take() {
+        if let Some(entry) = io.timing.entry.take() {
             self.core.conn_wheel.cancel(entry);
         }
-        if slot.timing.has_user_timers {
+        if io.timing.has_user_timers {
             let slot_key = key as u32;
             let armed: Vec<(u64, crate::timer::TimerId)> = self
                 .core
@@ -673,19 +679,17 @@ impl<H: EventHandler> EventLoop<H> {
                 self.core.user_wheel.cancel(id);
             }
         }
+        let mut peers = self.conns.all();
         let mut conn = Conn::new(
+            key,
             id,
-            &slot.stream,
+            &mut slot.io,
             &mut slot.state,
+            &mut peers,
             &[],
-            None,
             &mut self.core,
-            &mut slot.timing,
         );
         conn.discard = true;
-        conn.dial = slot.dial.as_ref().map(|d| d.dial);
-        conn.listener = (slot.listener != NO_LISTENER).then_some(slot.listener as usize);
-        conn.layer = slot.layer.as_deref();
         let handler = &mut self.handler;
         if opened
             && panic::catch_unwind(AssertUnwindSafe(|| handler.on_close(&mut conn, &reason)))
@@ -693,22 +697,18 @@ impl<H: EventHandler> EventLoop<H> {
         {
             log::error!("on_close panicked on {id}");
         }
-        if let Some(layer) = slot.layer.as_mut() {
+        if let Some(layer) = slot.io.layer.as_mut() {
             layer.release(&mut self.core.pool);
         }
-        for buf in [slot.inbound.take(), slot.outbound.take()]
-            .into_iter()
-            .flatten()
-        {
+        if let Some(buf) = slot.io.inbound.take() {
             self.core.pool.give(buf);
         }
+        if let Some(q) = slot.io.outbound.take() {
+            self.core.recycle(q);
+        }
         // Dropping the stream closes the socket, which also removes it from epoll.
-        let Slot {
-            stream,
-            dial,
-            state,
-            ..
-        } = slot;
+        let Slot { io, state } = slot;
+        let SlotIo { stream, dial, .. } = io;
         drop(stream);
         if let Some(info) = dial {
             self.maybe_redial(info, state);
@@ -716,8 +716,8 @@ impl<H: EventHandler> EventLoop<H> {
     }
 }
 
-fn slot_generation<S>(conns: &Slab<Slot<S>>, key: usize) -> Option<u32> {
-    conns.get(key).map(|s| s.generation)
+fn slot_generation<S>(conns: &Slots<Slot<S>>, key: usize) -> Option<u32> {
+    conns.get(key).map(|s| s.io.generation)
 }
 
 fn io_reason(e: io::Error) -> CloseReason {

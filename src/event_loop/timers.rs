@@ -1,11 +1,10 @@
 //! The loop's timers: connection deadlines, user timers, the ticker, gauges.
 
 use super::*;
-use crate::timer::deadline::ms_after;
 
 impl<H: EventHandler> EventLoop<H> {
     /// Gauges that cannot be kept as running counts cheaply are published once per
-    /// iteration: three plain stores.
+    /// iteration: plain stores.
     pub(super) fn publish_gauges(&self) {
         let counters = self.core.engine.counters(self.core.loop_id);
         let pool = self.core.pool.stats();
@@ -18,6 +17,21 @@ impl<H: EventHandler> EventLoop<H> {
         let timers =
             self.core.conn_wheel.len() + self.core.user_wheel.len() + self.dial_wheel.len();
         counters.timers.store(timers, Ordering::Relaxed);
+        let c = &self.core.counts;
+        counters.copies.store(c.copies, Ordering::Relaxed);
+        counters
+            .copied_bytes
+            .store(c.copied_bytes, Ordering::Relaxed);
+        counters.shared_segments.store(c.shared, Ordering::Relaxed);
+        counters.writes.store(c.writes, Ordering::Relaxed);
+        counters.topic_drops.store(c.topic_drops, Ordering::Relaxed);
+        let topics = &self.core.topics;
+        counters
+            .topics
+            .store(topics.topic_count(), Ordering::Relaxed);
+        counters
+            .subscriptions
+            .store(topics.subscription_count(), Ordering::Relaxed);
     }
 
     /// Runs everything due on the wheels and the ticker.
@@ -26,7 +40,12 @@ impl<H: EventHandler> EventLoop<H> {
         if now >= self.core.next_check {
             self.expire_wheels(now);
         }
-        if self.next_tick.is_some_and(|t| t <= now) {
+        if self
+            .core
+            .ticker
+            .next()
+            .is_some_and(|t| t <= self.core.now_ns())
+        {
             self.tick();
         }
     }
@@ -62,10 +81,17 @@ impl<H: EventHandler> EventLoop<H> {
         .unwrap_or(u64::MAX);
     }
 
+    /// Runs `on_tick` if the ticker is due; the next deadline is this one's plus
+    /// the period it returns (deadlines it missed are skipped, not bunched).
     pub(super) fn tick(&mut self) {
+        let Some(fired) = self.core.ticker.fire(self.core.now_ns()) else {
+            return;
+        };
+        self.core.tick = Some(fired);
         let mut next = None;
         self.with_ctx(|h, ctx| next = h.on_tick(ctx));
-        self.next_tick = next.map(|d| ms_after(self.core.now_ms, d));
+        self.core.tick = None;
+        self.core.ticker.schedule(&fired, next);
     }
 
     /// A connection's single wheel entry came due: report or enforce what has
@@ -74,19 +100,20 @@ impl<H: EventHandler> EventLoop<H> {
         let Some(slot) = self.conns.get_mut(key) else {
             return;
         };
-        if slot.generation != generation {
+        if slot.io.generation != generation {
             return;
         }
-        slot.timing.entry = None;
-        if slot.flags & CONNECTING != 0 {
+        slot.io.timing.entry = None;
+        if slot.io.flags & CONNECTING != 0 {
             let timed_out = io::Error::new(io::ErrorKind::TimedOut, "connect timed out");
             self.connecting_failed(key, timed_out);
             return;
         }
-        let cfg = *slot.timing.cfg(&self.core.timeouts);
+        let cfg = *slot.io.timing.cfg(&self.core.timeouts);
         match slot
+            .io
             .timing
-            .due(&cfg, slot.inbound.is_some(), self.core.now_ms)
+            .due(&cfg, slot.io.inbound.is_some(), self.core.now_ms)
         {
             Some(Due::Frame) => {
                 self.close(key, CloseReason::FrameTimeout);
@@ -108,23 +135,23 @@ impl<H: EventHandler> EventLoop<H> {
         let Some(slot) = self.conns.get_mut(key) else {
             return;
         };
-        let timing = &mut slot.timing;
+        let timing = &mut slot.io.timing;
         let cfg = timing.cfg(&self.core.timeouts);
         if cfg.is_off() && timing.entry.is_none() {
             return;
         }
         let wheel = &mut self.core.conn_wheel;
-        let next = timing.next_deadline(cfg, slot.inbound.is_some(), self.core.now_ms);
+        let next = timing.next_deadline(cfg, slot.io.inbound.is_some(), self.core.now_ms);
         if let Some(at) = next {
             self.core.next_check = self.core.next_check.min(at);
         }
         match (timing.entry, next) {
             (None, Some(at)) => {
-                timing.entry = Some(wheel.insert(at, (key as u32, slot.generation)));
+                timing.entry = Some(wheel.insert(at, (key as u32, slot.io.generation)));
             }
             (Some(id), Some(at)) => {
                 if wheel.deadline(id).is_none_or(|cur| at < cur) && !wheel.reset(id, at) {
-                    timing.entry = Some(wheel.insert(at, (key as u32, slot.generation)));
+                    timing.entry = Some(wheel.insert(at, (key as u32, slot.io.generation)));
                 }
             }
             (Some(id), None) => {

@@ -269,7 +269,7 @@ impl<C: Codec> EventHandler for PoolHandler<C> {
 
     fn on_connect_failed(
         &mut self,
-        _ctx: &mut LoopCtx<'_>,
+        _ctx: &mut LoopCtx<'_, Self::State>,
         failure: &ConnectFailure,
         state: &mut ConnState<C>,
     ) {
