@@ -174,7 +174,7 @@ fn slow_subscriber(policy: SlowSubscriber) -> (Engine, tether::Stats, Vec<u8>) {
             got.extend(read_n(fast.get_mut(), msg_len()));
             progress.fetch_add(1, std::sync::atomic::Ordering::Release);
         }
-        got
+        (got, fast)
     });
     for i in 0..N {
         // Paced by the fast subscriber (at most two messages ahead of it, well
@@ -189,8 +189,9 @@ fn slow_subscriber(policy: SlowSubscriber) -> (Engine, tether::Stats, Vec<u8>) {
         }
         engine.publish("feed", msg.clone()).expect("publish");
     }
-    let got = reader.join().expect("fast reader");
+    let (got, fast) = reader.join().expect("fast reader");
     let stats = engine.stats();
+    drop(fast);
     (engine, stats, got)
 }
 
