@@ -30,7 +30,6 @@
 
 mod common;
 
-use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -158,32 +157,18 @@ fn main() -> ExitCode {
     }
     // Before anything is announced: a signal right after the first output line
     // must find its handler installed.
-    let mut signals = match common::shutdown_signals("frame_echo") {
+    let signals = match common::shutdown_signals("frame_echo") {
         Ok(s) => s,
         Err(code) => return code,
     };
     let faults = common::PeerFaults::default();
     faults.report_every("frame_echo", args.fault_summary);
-    let engine = match Engine::builder(move |_| FrameEcho {
+    let engine = Engine::builder(move |_| FrameEcho {
         codec: codec.clone(),
         faults: faults.clone(),
     })
     .options(args.options)
     .listen(args.addr)
-    .start()
-    {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("frame_echo: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let mut stdout = std::io::stdout();
-    let _ = writeln!(stdout, "listening on {}", common::announced(&engine));
-    let _ = stdout.flush();
-    if let Some(sig) = signals.forever().next() {
-        log::info!("signal {sig}: stopping");
-    }
-    engine.stop();
-    ExitCode::SUCCESS
+    .start();
+    common::serve_until_signal("frame_echo", engine, signals)
 }

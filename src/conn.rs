@@ -206,6 +206,40 @@ impl<'a, S> Conn<'a, S> {
         }
     }
 
+    /// Appends to the connection's output with `fill` writing straight into the
+    /// buffer it gathers in, for the frame layer to build a frame in place (its
+    /// header patched in front of the payload once the payload is written). What
+    /// `fill` appends counts as one copy; beyond `Options::max_outbound` it is
+    /// dropped as [`Conn::write`] would drop it. `fill` must only append.
+    #[inline]
+    pub(crate) fn write_in_place<R>(&mut self, fill: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+        let before = self.core.scratch.len();
+        let r = fill(&mut self.core.scratch);
+        let added = self.core.scratch.len() - before;
+        if self.discard || self.overflow || added == 0 {
+            self.core.scratch.truncate(before);
+        } else if self.io.outbound.is_none() {
+            // The fast path, as in `write`: the bytes stay in the scratch buffer.
+            if self.core.scratch.len() > self.core.max_outbound {
+                self.core.scratch.truncate(before);
+                self.overflow = true;
+            } else {
+                self.core.counts.copies += 1;
+            }
+        } else {
+            // Output is queued: the frame, built at the scratch buffer's end, is
+            // queued as one copy behind it.
+            let scratch = std::mem::take(&mut self.core.scratch);
+            let queued = self.core.queue_copy(self.key, self.io, &scratch[before..]);
+            self.core.scratch = scratch;
+            self.core.scratch.truncate(before);
+            if !queued {
+                self.overflow = true;
+            }
+        }
+        r
+    }
+
     /// Queues `data` without copying it: the connection holds a reference to the
     /// same allocation (so one `Bytes` sent to many connections is stored once)
     /// until the socket has taken it, also when it takes only part of it.

@@ -167,7 +167,7 @@ pub fn write_frame<S, C: Codec>(
     Ok(())
 }
 
-/// Header, payload, trailer: the trailer only when the codec has one.
+/// Header, payload and trailer, appended to the connection's output in one go.
 #[inline]
 fn queue_frame<S, C: Codec>(
     conn: &mut Conn<'_, S>,
@@ -176,12 +176,36 @@ fn queue_frame<S, C: Codec>(
 ) -> Result<(), CodecError> {
     let mut header = [0u8; MAX_HEADER_LEN];
     let n = codec.encode_header(payload, &mut header)?;
-    conn.write(&header[..n]);
-    conn.write(payload);
     let trailer = codec.encode_trailer();
-    if !trailer.is_empty() {
-        conn.write(trailer);
-    }
+    conn.write_in_place(|buf| {
+        buf.reserve(MAX_HEADER_LEN + payload.len() + trailer.len());
+        // The whole header buffer, then cut back to the header: a fixed-size
+        // copy the compiler inlines, where a copy of `n` bytes calls memcpy.
+        let at = buf.len() + n;
+        buf.extend_from_slice(&header);
+        buf.truncate(at);
+        buf.extend_from_slice(payload);
+        if !trailer.is_empty() {
+            buf.extend_from_slice(trailer);
+        }
+    });
+    Ok(())
+}
+
+/// Builds one frame of `codec` in place in `conn`'s output, outside
+/// [`decode_frames`]: `fill` writes the payload (see [`FrameWriter`]), then the
+/// header is written in front of it.
+///
+/// # Errors
+///
+/// The codec's error when the payload cannot be framed; nothing is written then.
+pub fn build_frame<S, C: Codec>(
+    conn: &mut Conn<'_, S>,
+    codec: &C,
+    fill: impl FnOnce(&mut FrameWriter<'_>),
+) -> Result<(), CodecError> {
+    conn.write_in_place(|buf| frame_in_place(buf, codec, fill))?;
+    count_frames(conn, 0, 1);
     Ok(())
 }
 
@@ -210,6 +234,49 @@ impl<S, C: Codec> FrameConn<'_, '_, S, C> {
         Ok(())
     }
 
+    /// Builds one frame in place in the output: `fill` writes the payload
+    /// straight into the connection's output buffer (see [`FrameWriter`]), then
+    /// the codec's header is written in front of it and its trailer after it. No
+    /// intermediate `Vec` holds the payload.
+    ///
+    /// # Errors
+    ///
+    /// The codec's error when the payload cannot be framed; nothing is written then.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::fmt::Write as _;
+    /// use tether::codec::LengthPrefixed;
+    /// use tether::{Action, Conn, EventHandler, decode_frames};
+    ///
+    /// struct Sizes(LengthPrefixed);
+    ///
+    /// impl EventHandler for Sizes {
+    ///     type State = ();
+    ///
+    ///     fn on_traffic(&mut self, conn: &mut Conn<'_, ()>) -> Action {
+    ///         decode_frames(conn, &mut self.0, |conn, frame| {
+    ///             let built = conn.build_frame(|out| {
+    ///                 let _ = write!(out, "{} bytes: ", frame.len());
+    ///                 out.extend_from_slice(frame);
+    ///             });
+    ///             built.map_or(Action::Close, |()| Action::Continue)
+    ///         })
+    ///     }
+    /// }
+    /// ```
+    #[inline]
+    pub fn build_frame(
+        &mut self,
+        fill: impl FnOnce(&mut FrameWriter<'_>),
+    ) -> Result<(), CodecError> {
+        self.conn
+            .write_in_place(|buf| frame_in_place(buf, self.codec, fill))?;
+        self.written += 1;
+        Ok(())
+    }
+
     /// The codec that decoded this frame.
     pub fn codec(&self) -> &C {
         self.codec
@@ -227,4 +294,96 @@ impl<'a, S, C> std::ops::DerefMut for FrameConn<'_, 'a, S, C> {
     fn deref_mut(&mut self) -> &mut Conn<'a, S> {
         self.conn
     }
+}
+
+/// A frame's payload being built in place, in the connection's output
+/// ([`FrameConn::build_frame`]): appended piece by piece, then the header is
+/// written in front of it, so the payload is never assembled elsewhere first.
+#[derive(Debug)]
+pub struct FrameWriter<'b> {
+    buf: &'b mut Vec<u8>,
+    payload_at: usize,
+}
+
+impl FrameWriter<'_> {
+    /// Appends `data` to the payload.
+    #[inline]
+    pub fn extend_from_slice(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    /// Appends one byte to the payload.
+    #[inline]
+    pub fn push(&mut self, byte: u8) {
+        self.buf.push(byte);
+    }
+
+    /// The payload so far, to patch a field written earlier.
+    pub fn payload_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[self.payload_at..]
+    }
+
+    /// Bytes of payload so far.
+    pub fn len(&self) -> usize {
+        self.buf.len() - self.payload_at
+    }
+
+    /// True while nothing is written.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl std::io::Write for FrameWriter<'_> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl std::fmt::Write for FrameWriter<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// Appends one frame to `buf`: room for the header, the payload `fill` writes,
+/// then the header written in front of it (the payload moved once only when the
+/// header's length differs from [`Codec::header_room`]) and the trailer. On a
+/// codec error `buf` is left as it was.
+fn frame_in_place<C: Codec>(
+    buf: &mut Vec<u8>,
+    codec: &C,
+    fill: impl FnOnce(&mut FrameWriter<'_>),
+) -> Result<(), CodecError> {
+    let start = buf.len();
+    let room = codec.header_room().min(MAX_HEADER_LEN);
+    buf.extend_from_slice(&[0; MAX_HEADER_LEN]);
+    buf.truncate(start + room);
+    let payload_at = start + room;
+    fill(&mut FrameWriter { buf, payload_at });
+    let mut header = [0u8; MAX_HEADER_LEN];
+    let n = match codec.encode_header(&buf[payload_at..], &mut header) {
+        Ok(n) => n,
+        Err(e) => {
+            buf.truncate(start);
+            return Err(e);
+        }
+    };
+    if n < room {
+        buf.copy_within(payload_at.., start + n);
+        buf.truncate(buf.len() - (room - n));
+    } else if n > room {
+        let end = buf.len();
+        buf.resize(end + (n - room), 0);
+        buf.copy_within(payload_at..end, start + n);
+    }
+    buf[start..start + n].copy_from_slice(&header[..n]);
+    buf.extend_from_slice(codec.encode_trailer());
+    Ok(())
 }

@@ -113,7 +113,9 @@ pub use ctx::LoopCtx;
 pub use datagram::Datagram;
 pub use engine::{Engine, EngineBuilder};
 pub use error::{Error, SendError};
-pub use framed::{FrameConn, decode_frames, decode_frames_with_state_codec, write_frame};
+pub use framed::{
+    FrameConn, FrameWriter, build_frame, decode_frames, decode_frames_with_state_codec, write_frame,
+};
 pub use handler::EventHandler;
 pub use id::ConnId;
 pub use lb::LoadBalancer;

@@ -273,3 +273,94 @@ fn the_code_after_decode_frames_runs_once_per_read_after_its_frames() {
     );
     engine.stop();
 }
+
+/// Answers each frame with a frame built in place: `<len>:` and the payload
+/// reversed, through whichever codec the server runs.
+struct Builder<C>(C);
+
+impl<C: Codec> EventHandler for Builder<C> {
+    type State = Option<C>;
+
+    fn on_traffic(&mut self, conn: &mut Conn<'_, Option<C>>) -> Action {
+        tether::decode_frames_with_state_codec(
+            conn,
+            |s| s,
+            &self.0,
+            |conn, frame| {
+                let built = conn.build_frame(|out| {
+                    out.extend_from_slice(format!("{}:", frame.len()).as_bytes());
+                    for &b in frame.iter().rev() {
+                        out.push(b);
+                    }
+                });
+                built.map_or(Action::Close, |()| Action::Continue)
+            },
+        )
+    }
+}
+
+fn built_reply(payload: &[u8]) -> Vec<u8> {
+    let mut out = format!("{}:", payload.len()).into_bytes();
+    out.extend(payload.iter().rev());
+    out
+}
+
+#[test]
+fn frames_built_in_place_get_their_header_in_front() {
+    let run = |codec: tether::codec::Varint, wire: Vec<u8>, want: Vec<u8>| {
+        let engine = Engine::builder(move |_| Builder(codec.clone()))
+            .loops(1)
+            .listen("127.0.0.1:0")
+            .start()
+            .unwrap();
+        let mut c = connect(engine.local_addrs()[0]);
+        c.write_all(&wire).unwrap();
+        assert!(read_n(&mut c, want.len()) == want);
+        engine.stop();
+    };
+    // Varint headers of 1, 2 and 3 bytes: the payload moves when the header is
+    // not the 2 bytes left for it.
+    let codec = tether::codec::Varint::new();
+    for len in [5usize, 300, 20_000] {
+        let payload = pattern(len, len as u64);
+        let (mut wire, mut want) = (Vec::new(), Vec::new());
+        codec.encode_to_vec(&payload, &mut wire).unwrap();
+        codec
+            .encode_to_vec(&built_reply(&payload), &mut want)
+            .unwrap();
+        run(codec.clone(), wire, want);
+    }
+}
+
+#[test]
+fn frames_built_in_place_with_a_fixed_header_or_a_trailer() {
+    let engine = Engine::builder(|_| Builder(LengthPrefixed::new()))
+        .loops(1)
+        .listen("127.0.0.1:0")
+        .start()
+        .unwrap();
+    let mut c = connect(engine.local_addrs()[0]);
+    let payloads: Vec<Vec<u8>> = (0..20).map(|i| pattern(i * 41, i as u64)).collect();
+    let wire: Vec<u8> = payloads.iter().flat_map(|p| frame(p)).collect();
+    let want: Vec<u8> = payloads
+        .iter()
+        .flat_map(|p| frame(&built_reply(p)))
+        .collect();
+    c.write_all(&wire).unwrap();
+    assert!(read_n(&mut c, want.len()) == want);
+    engine.stop();
+
+    let engine = Engine::builder(|_| Builder(Delimited::lines()))
+        .loops(1)
+        .listen("127.0.0.1:0")
+        .start()
+        .unwrap();
+    let mut c = connect(engine.local_addrs()[0]);
+    roundtrip_to(&mut c, b"abc\nhello\n\n", b"3:cba\n5:olleh\n0:\n");
+    engine.stop();
+}
+
+fn roundtrip_to(c: &mut std::net::TcpStream, send: &[u8], want: &[u8]) {
+    c.write_all(send).unwrap();
+    assert_eq!(read_n(c, want.len()), want);
+}

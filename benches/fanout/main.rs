@@ -59,7 +59,8 @@ hand-written mio loop and idiomatic tokio.
 
 usage: cargo bench -p tether-bench --bench fanout -- [options]
 
-  --servers LIST   servers compared, in turn             [tokio,mio,tether]
+  --servers LIST   servers compared, in turn
+                   [tokio,mio,tether,tether-per-message]
   --members LIST   members of the room                   [2000,8000]
   --sizes LIST     bytes per message, header included    [64,1024]
   --loops N        server loops (tokio: worker threads)  [2]

@@ -8,6 +8,8 @@
 //! `quit` or the end of stdin stops it.
 
 mod mio_fanout;
+mod tether_fanout;
+mod tether_ticker;
 mod tokio_fanout;
 mod tokio_ticker;
 
@@ -34,16 +36,34 @@ pub enum ServerKind {
     Tokio,
     /// The hand-written mio fan-out loop: the practical limit.
     Mio,
+    /// tether through its topics, one publish per read.
+    Tether,
+    /// tether through its topics, one publish per message.
+    TetherPerMessage,
     /// tokio's `interval` pushing to every member through a broadcast channel.
     TokioTicker,
+    /// tether's fixed-rate `on_tick` pushing to every connection of its loop.
+    TetherTicker,
 }
 
 impl ServerKind {
-    pub const ALL: [ServerKind; 3] = [ServerKind::Tokio, ServerKind::Mio, ServerKind::TokioTicker];
+    pub const ALL: [ServerKind; 6] = [
+        ServerKind::Tokio,
+        ServerKind::Mio,
+        ServerKind::Tether,
+        ServerKind::TetherPerMessage,
+        ServerKind::TokioTicker,
+        ServerKind::TetherTicker,
+    ];
     /// The servers of the fan-out cases, in the order they run.
-    pub const FANOUT: [ServerKind; 2] = [ServerKind::Tokio, ServerKind::Mio];
+    pub const FANOUT: [ServerKind; 4] = [
+        ServerKind::Tokio,
+        ServerKind::Mio,
+        ServerKind::Tether,
+        ServerKind::TetherPerMessage,
+    ];
     /// The servers of the ticker case.
-    pub const TICKER: [ServerKind; 1] = [ServerKind::TokioTicker];
+    pub const TICKER: [ServerKind; 2] = [ServerKind::TokioTicker, ServerKind::TetherTicker];
 
     pub fn parse(name: &str) -> Option<ServerKind> {
         ServerKind::ALL.into_iter().find(|k| k.to_string() == name)
@@ -55,7 +75,10 @@ impl fmt::Display for ServerKind {
         f.write_str(match self {
             ServerKind::Tokio => "tokio",
             ServerKind::Mio => "mio",
+            ServerKind::Tether => "tether",
+            ServerKind::TetherPerMessage => "tether-per-message",
             ServerKind::TokioTicker => "tokio-ticker",
+            ServerKind::TetherTicker => "tether-ticker",
         })
     }
 }
@@ -74,6 +97,29 @@ pub(crate) struct Running {
     addr: SocketAddr,
     stop: Box<dyn FnOnce()>,
     copies: Box<dyn Fn() -> u64>,
+}
+
+/// Starts a tether server with `loops` loops on `addr`; its payload copies are
+/// the engine's own count plus what the handler counted itself.
+fn start_tether<H: tether::EventHandler>(
+    addr: SocketAddr,
+    loops: usize,
+    factory: impl Fn(usize) -> H + Send + Sync + 'static,
+) -> io::Result<Running> {
+    let mut options = tether::Options::default();
+    options.loops = loops.max(1);
+    options.backlog = 4096;
+    let engine = tether::Engine::builder(factory)
+        .options(options)
+        .listen(addr.to_string())
+        .start()
+        .map_err(io::Error::other)?;
+    let stats = engine.clone();
+    Ok(Running {
+        addr: engine.local_addrs()[0],
+        stop: Box::new(move || engine.stop()),
+        copies: Box::new(move || stats.stats().total.copies + copies()),
+    })
 }
 
 /// Payload copies the hand-written servers made (each counts its own).
@@ -96,7 +142,10 @@ pub fn child_main(args: &ServerArgs) -> ExitCode {
     let started = match args.kind {
         ServerKind::Tokio => tokio_fanout::start(args.addr, args.loops),
         ServerKind::Mio => mio_fanout::start(args.addr, args.loops),
+        ServerKind::Tether => tether_fanout::start(args.addr, args.loops, false),
+        ServerKind::TetherPerMessage => tether_fanout::start(args.addr, args.loops, true),
         ServerKind::TokioTicker => tokio_ticker::start(args.addr, args.loops),
+        ServerKind::TetherTicker => tether_ticker::start(args.addr, args.loops),
     };
     let running = match started {
         Ok(running) => running,
