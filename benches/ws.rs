@@ -12,8 +12,8 @@
 //!   allocations per message (a counting allocator in the child).
 //! - **fan-out**: `--subs` (5,000) WebSocket subscribers on one server; one of
 //!   them publishes 64 B messages, 4 in flight, each reaching every subscriber
-//!   (tether: the frame built once and the same `Bytes` sent to each
-//!   subscriber with `Engine::send`; tokio-tungstenite: a
+//!   (tether: every connection subscribes to one topic, the frame is built
+//!   once and published as one `Bytes`; tokio-tungstenite: a
 //!   `tokio::sync::broadcast` channel and a writer task per connection).
 //!   Deliveries/s and deliveries per server CPU-second; every subscriber checks
 //!   that it gets every message in order.
@@ -548,29 +548,29 @@ fn server_main(kind: &str, case: &str) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// tether: echo, or every message from any connection sent to every open
-/// connection, framed once (one `Bytes` handed to `Engine::send` for each).
+/// The fan-out case's topic: every open connection is subscribed to it.
+const ALL: &str = "all";
+
+/// tether: echo, or every message from any connection published to the topic
+/// every open connection subscribes to, framed once (one `Bytes` for all).
 struct TetherServer {
     ws: Endpoint,
     fanout: bool,
-    /// Fan-out: every open connection.
-    subs: Vec<ConnId>,
 }
 
 impl EventHandler for TetherServer {
     type State = WsState;
 
     fn on_traffic(&mut self, conn: &mut Conn<'_, WsState>) -> Action {
-        let (fanout, subs) = (self.fanout, &mut self.subs);
+        let fanout = self.fanout;
         self.ws.serve(conn, |ws, event| match event {
-            Event::Open if fanout => subs.push(ws.conn().id()),
+            Event::Open if fanout => {
+                let _ = ws.conn().subscribe(ALL);
+            }
             Event::Message(Message::Text(t)) => ws.send_text(t),
             Event::Message(Message::Binary(b)) if fanout => {
-                // Framed once; every subscriber gets the same Bytes.
-                let frame = server_frame(OpCode::Binary, b);
-                for &id in subs.iter() {
-                    let _ = ws.conn().engine().send(id, frame.clone());
-                }
+                // Framed once; every subscriber's queue holds the same Bytes.
+                ws.conn().publish(ALL, server_frame(OpCode::Binary, b));
             }
             Event::Message(Message::Binary(b)) => ws.send_binary(b),
             _ => {}
@@ -584,11 +584,6 @@ impl EventHandler for TetherServer {
     fn on_timer(&mut self, conn: &mut Conn<'_, WsState>, key: u64) -> Action {
         self.ws.timer(conn, key)
     }
-
-    fn on_close(&mut self, conn: &mut Conn<'_, WsState>, _: &tether::CloseReason) {
-        let id = conn.id();
-        self.subs.retain(|&s| s != id);
-    }
 }
 
 fn tether_server(case: &str) -> Result<SocketAddr, String> {
@@ -598,10 +593,13 @@ fn tether_server(case: &str) -> Result<SocketAddr, String> {
     if case == "idle" {
         options.heartbeat = Some(Duration::from_secs(30));
     }
+    if fanout {
+        // Keep every subscriber's emptied output queue for the next message.
+        options.pool_max_idle = 8192;
+    }
     let engine = Engine::builder(move |_| TetherServer {
         ws: Endpoint::default(),
         fanout,
-        subs: Vec::new(),
     })
     .options(options)
     .listen("127.0.0.1:0")
