@@ -25,7 +25,8 @@
 //! (`--idle-timeout-ms`, default 120000), a frame timeout
 //! (`--frame-timeout-ms`, default 10000), and the slow-subscriber policy: a
 //! subscriber whose backlog passes `--max-backpressure` bytes (default 1 MiB)
-//! is closed (`Options::max_outbound`), the others are not slowed. `--loops N` (default: cores), `--max-connections N` (default
+//! is closed (`Options::max_backpressure` with `SlowSubscriber::Close`), the
+//! others are not slowed. `--loops N` (default: cores), `--max-connections N` (default
 //! 100000). Prints `listening on <addr>`; stops on SIGINT or SIGTERM.
 
 mod common;
@@ -44,6 +45,7 @@ use tether::net::ListenAddr;
 use tether::ws::{self, CloseCode, Endpoint, Event, Message, OpCode, WsState};
 use tether::{
     Action, CloseReason, Conn, ConnId, ConnectOptions, Engine, EventHandler, Idle, Options,
+    SlowSubscriber,
 };
 
 const USAGE: &str = "[--addr HOST:PORT] [--loops N] [--redis HOST:PORT] [--heartbeat-ms MS] \
@@ -55,8 +57,10 @@ const MAX_TOPIC: usize = 128;
 /// Most topics one client may subscribe to.
 const MAX_TOPICS_PER_CONN: usize = 64;
 
-/// The gateway's topics: who subscribed to each (on any loop), which is also
-/// what the Redis link should be subscribed to, and the link while it is up.
+/// The gateway's topics: who subscribed to each (on any loop), which is what
+/// the Redis link should be subscribed to, and the link while it is up.
+/// Messages themselves go through tether's topics (each loop's own table);
+/// this is only the bookkeeping for the link and the counts.
 #[derive(Default)]
 struct Wanted {
     link: Option<ConnId>,
@@ -207,7 +211,7 @@ impl Push {
                 ) = (it.next(), it.next(), it.next())
                 {
                     if let Ok(topic) = std::str::from_utf8(topic) {
-                        publish(&self.wanted, conn.engine(), topic, msg);
+                        publish(&self.wanted, conn, topic, msg);
                     }
                 }
             } else if let Frame::Error(e) = frame {
@@ -218,27 +222,23 @@ impl Push {
     }
 }
 
-/// Sends `msg` to every subscriber of `topic`, framed once for all of them
-/// (text when it is UTF-8, binary otherwise): each gets the same `Bytes`.
-/// Returns how many subscribers it was sent to.
-fn publish(wanted: &Shared, engine: &Engine, topic: &str, msg: &[u8]) -> usize {
+/// Publishes `msg` to `topic` on every loop, framed once for all subscribers
+/// (text when it is UTF-8, binary otherwise): each subscriber's queue shares
+/// the same `Bytes`. A subscriber whose backlog passed
+/// `Options::max_backpressure` is closed by the engine (the slow-subscriber
+/// policy); the others are not slowed. Returns how many subscribers the
+/// gateway has for the topic.
+fn publish(wanted: &Shared, conn: &mut Conn<'_, Link>, topic: &str, msg: &[u8]) -> usize {
     let op = if std::str::from_utf8(msg).is_ok() {
         OpCode::Text
     } else {
         OpCode::Binary
     };
-    let frame = ws::server_frame(op, msg);
-    let wanted = lock(wanted);
-    let Some(ids) = wanted.subscribers.get(topic) else {
-        return 0;
-    };
-    for &id in ids {
-        // A subscriber that went away meanwhile is skipped; one whose
-        // backlog passed the cap is closed by the engine (the slow-subscriber
-        // policy, `Options::max_outbound`).
-        let _ = engine.send(id, frame.clone());
+    let subscribers = lock(wanted).subscribers.get(topic).map_or(0, Vec::len);
+    if subscribers > 0 {
+        conn.publish(topic, ws::server_frame(op, msg));
     }
-    ids.len()
+    subscribers
 }
 
 fn route(ws: &Endpoint, wanted: &Shared, req: &Request<'_>, res: &mut Response<'_, '_, Link>) {
@@ -253,8 +253,7 @@ fn route(ws: &Endpoint, wanted: &Shared, req: &Request<'_>, res: &mut Response<'
             if !valid_topic(topic) {
                 return res.status(400).body(b"bad topic\n");
             }
-            let engine = res.conn().engine().clone();
-            let n = publish(wanted, &engine, topic, req.body());
+            let n = publish(wanted, res.conn(), topic, req.body());
             let body = format!("published to {n}\n");
             res.header("Content-Type", "text/plain")
                 .body(body.as_bytes());
@@ -281,13 +280,18 @@ fn command(wanted: &Shared, ws: &mut ws::WsConn<'_, '_, Link>, text: &str) {
     match verb {
         "SUB" => {
             let id = ws.conn().id();
-            let state = ws.conn().state_mut();
-            if state.topics.len() >= MAX_TOPICS_PER_CONN {
+            let topics = &ws.conn().state().topics;
+            let known = topics.iter().any(|t| &**t == topic);
+            if !known && topics.len() >= MAX_TOPICS_PER_CONN {
                 ws.send_text("ERR too many topics");
                 return;
             }
-            if !state.topics.iter().any(|t| &**t == topic) {
-                state.topics.push(topic.into());
+            if !known {
+                if let Err(e) = ws.conn().subscribe(topic) {
+                    ws.send_text(&format!("ERR {e}"));
+                    return;
+                }
+                ws.conn().state_mut().topics.push(topic.into());
                 let mut wanted = lock(wanted);
                 let ids = wanted.subscribers.entry(topic.to_string()).or_default();
                 ids.push(id);
@@ -301,9 +305,10 @@ fn command(wanted: &Shared, ws: &mut ws::WsConn<'_, '_, Link>, text: &str) {
         }
         "UNSUB" => {
             let id = ws.conn().id();
-            let state = ws.conn().state_mut();
-            if let Some(at) = state.topics.iter().position(|t| &**t == topic) {
-                state.topics.swap_remove(at);
+            let at = ws.conn().state().topics.iter().position(|t| &**t == topic);
+            if let Some(at) = at {
+                ws.conn().state_mut().topics.swap_remove(at);
+                ws.conn().unsubscribe(topic);
                 let engine = ws.conn().engine().clone();
                 release(&mut lock(wanted), &engine, topic, id);
             }
@@ -348,7 +353,8 @@ fn parse_args(cli: &mut common::Cli) -> Result<Args, common::Usage> {
     let mut redis = None;
     let mut heartbeat = Some(Duration::from_secs(30));
     let mut pong_timeout = Duration::from_secs(10);
-    options.max_outbound = 1 << 20;
+    options.max_backpressure = 1 << 20;
+    options.slow_subscriber = SlowSubscriber::Close;
     let mut limits = common::ServerLimits {
         frame_timeout: Some(Duration::from_secs(10)),
         idle_timeout: Some(Duration::from_secs(120)),
@@ -375,7 +381,7 @@ fn parse_args(cli: &mut common::Cli) -> Result<Args, common::Usage> {
             }
             "--heartbeat-ms" => heartbeat = cli.millis(&flag)?,
             "--pong-timeout-ms" => pong_timeout = cli.positive_millis(&flag)?,
-            "--max-backpressure" => options.max_outbound = cli.number(&flag, 1024..=1 << 30)?,
+            "--max-backpressure" => options.max_backpressure = cli.number(&flag, 1024..=1 << 30)?,
             other => {
                 if !limits.flag(cli, other)? {
                     return Err(cli.unknown(other));
