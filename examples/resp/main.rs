@@ -57,7 +57,7 @@ fn parse_args(cli: &mut common::Cli) -> Result<(String, Options), common::Usage>
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let (addr, options) = match common::Cli::new("resp", USAGE).parse(parse_args) {
+    let (addr, mut options) = match common::Cli::new("resp", USAGE).parse(parse_args) {
         Ok(a) => a,
         Err(code) => return code,
     };
@@ -65,6 +65,8 @@ fn main() -> ExitCode {
         Ok(s) => s,
         Err(code) => return code,
     };
+    // A channel's topic name is at most twice its length plus two.
+    options.max_topic_len = 2 * pubsub::MAX_CHANNEL + 2;
     let db = Arc::new(Mutex::new(Keyspace::new()));
     let channels = pubsub::Shared::default();
     let engine = Engine::builder(move |_loop| Server::new(db.clone(), channels.clone()))

@@ -1,5 +1,7 @@
-//! PUBLISH, SUBSCRIBE and UNSUBSCRIBE: channels shared by every loop, each
-//! message encoded once and delivered to its subscribers through the engine.
+//! PUBLISH, SUBSCRIBE and UNSUBSCRIBE over tether's topics: each message is
+//! encoded once and published as one `Bytes` (the loop's own subscribers get it
+//! directly, every other loop through one command). A table shared by the loops
+//! counts each channel's subscribers, for PUBLISH's reply.
 
 use std::borrow::BorrowMut;
 use std::collections::HashMap;
@@ -11,7 +13,28 @@ use tether::{Conn, ConnId};
 
 use crate::commands::{Argv, arity_error};
 
-/// Subscribers per channel.
+/// Longest channel name served, bytes (its topic name is at most twice that
+/// plus two); `main` sets `Options::max_topic_len` from it.
+pub const MAX_CHANNEL: usize = 1024;
+
+/// The topic of a Redis channel. A channel that is UTF-8, non-empty and does
+/// not start with NUL is its own topic; any other (channels are bytes) becomes
+/// NUL, `x` and its hex digits, which no channel of the first kind can equal.
+fn topic_of(channel: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(channel) {
+        Ok(s) if !s.is_empty() && !s.starts_with('\0') => s.into(),
+        _ => {
+            let mut t = String::with_capacity(2 + 2 * channel.len());
+            t.push_str("\0x");
+            for b in channel {
+                t.push_str(&format!("{b:02x}"));
+            }
+            t.into()
+        }
+    }
+}
+
+/// Subscribers per channel, on every loop.
 #[derive(Default)]
 pub struct Channels {
     members: HashMap<Vec<u8>, Vec<ConnId>>,
@@ -60,22 +83,11 @@ pub fn execute<S: BorrowMut<Subscriptions>>(
         message.put_bulk(channel);
         message.put_bulk(payload);
         let message = Bytes::from(message);
-        let members = lock(channels)
-            .members
-            .get(channel)
-            .cloned()
-            .unwrap_or_default();
-        let mut delivered = 0;
-        for id in members {
-            let sent = if id == conn.id() {
-                conn.write(&message);
-                true
-            } else {
-                conn.engine().send(id, message.clone()).is_ok()
-            };
-            delivered += i64::from(sent);
+        let receivers = lock(channels).members.get(channel).map_or(0, Vec::len);
+        if receivers > 0 {
+            conn.publish(&topic_of(channel), message);
         }
-        conn.put_integer(delivered);
+        conn.put_integer(receivers as i64);
     } else if argv.is(0, "SUBSCRIBE") {
         if argv.len() < 2 {
             arity_error(conn, argv.get(0));
@@ -83,9 +95,25 @@ pub fn execute<S: BorrowMut<Subscriptions>>(
         }
         for channel in argv.from(1) {
             let id = conn.id();
-            let mine = conn.state_mut().borrow_mut();
-            if !mine.channels.iter().any(|c| c == channel) {
-                mine.channels.push(channel.to_vec());
+            let known = conn
+                .state_mut()
+                .borrow_mut()
+                .channels
+                .iter()
+                .any(|c| c == channel);
+            if !known {
+                if channel.len() > MAX_CHANNEL {
+                    conn.put_error(b"ERR channel name too long");
+                    continue;
+                }
+                if let Err(e) = conn.subscribe(&topic_of(channel)) {
+                    conn.put_error(format!("ERR {e}").as_bytes());
+                    continue;
+                }
+                conn.state_mut()
+                    .borrow_mut()
+                    .channels
+                    .push(channel.to_vec());
                 lock(channels)
                     .members
                     .entry(channel.to_vec())
@@ -106,6 +134,7 @@ pub fn execute<S: BorrowMut<Subscriptions>>(
         }
         for channel in named {
             let id = conn.id();
+            conn.unsubscribe(&topic_of(&channel));
             leave(channels, &channel, id);
             let mine = conn.state_mut().borrow_mut();
             mine.channels.retain(|c| *c != channel);
