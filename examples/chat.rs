@@ -200,15 +200,8 @@ fn parse_args(cli: &mut common::Cli) -> Result<Args, common::Usage> {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let args = match common::Cli::new("chat", USAGE).parse(parse_args) {
-        Ok(a) => a,
-        Err(code) => return code,
-    };
-    // Before anything is announced: a signal right after the first output line
-    // must find its handler installed.
-    let signals = match common::shutdown_signals("chat") {
-        Ok(s) => s,
+    let (args, signals) = match common::start("chat", USAGE, "info", parse_args) {
+        Ok(started) => started,
         Err(code) => return code,
     };
     let counts = Counts::default();

@@ -189,15 +189,8 @@ fn parse_args(cli: &mut common::Cli) -> Result<Args, common::Usage> {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    let args = match common::Cli::new("client", USAGE).parse(parse_args) {
-        Ok(a) => a,
-        Err(code) => return code,
-    };
-    // Before anything is announced: a signal right after the first output line
-    // must find its handler installed.
-    let mut signals = match common::shutdown_signals("client") {
-        Ok(s) => s,
+    let (args, mut signals) = match common::start("client", USAGE, "warn", parse_args) {
+        Ok(started) => started,
         Err(code) => return code,
     };
     let heartbeat = args.heartbeat;

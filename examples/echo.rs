@@ -22,7 +22,6 @@
 
 mod common;
 
-use std::io::Write;
 use std::process::ExitCode;
 
 use tether::{Action, CloseReason, Conn, Datagram, Engine, EventHandler, LoadBalancer, Options};
@@ -121,15 +120,8 @@ fn parse_args(cli: &mut common::Cli) -> Result<Args, common::Usage> {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let args = match common::Cli::new("echo", USAGE).parse(parse_args) {
-        Ok(a) => a,
-        Err(code) => return code,
-    };
-    // Before anything is announced: a signal right after the first output line
-    // must find its handler installed.
-    let mut signals = match common::shutdown_signals("echo") {
-        Ok(s) => s,
+    let (args, signals) = match common::start("echo", USAGE, "info", parse_args) {
+        Ok(started) => started,
         Err(code) => return code,
     };
     let builder = Engine::builder(|_loop| Echo)
@@ -142,19 +134,5 @@ fn main() -> ExitCode {
     };
     #[cfg(not(feature = "tls"))]
     let _ = args.tls;
-    let engine = match builder.start() {
-        Ok(engine) => engine,
-        Err(e) => {
-            eprintln!("echo: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let mut stdout = std::io::stdout();
-    let _ = writeln!(stdout, "listening on {}", common::announced(&engine));
-    let _ = stdout.flush();
-    if let Some(sig) = signals.forever().next() {
-        log::info!("signal {sig}: stopping");
-    }
-    engine.stop();
-    ExitCode::SUCCESS
+    common::serve_until_signal("echo", builder.start(), signals)
 }

@@ -125,9 +125,8 @@ fn parse_args(cli: &mut common::Cli) -> Result<Args, common::Usage> {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let args = match common::Cli::new("frame_echo", USAGE).parse(parse_args) {
-        Ok(a) => a,
+    let (args, signals) = match common::start("frame_echo", USAGE, "info", parse_args) {
+        Ok(started) => started,
         Err(code) => return code,
     };
     let codec = match LengthPrefixed::builder()
@@ -157,10 +156,6 @@ fn main() -> ExitCode {
     }
     // Before anything is announced: a signal right after the first output line
     // must find its handler installed.
-    let signals = match common::shutdown_signals("frame_echo") {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
     let faults = common::PeerFaults::default();
     faults.report_every("frame_echo", args.fault_summary);
     let engine = Engine::builder(move |_| FrameEcho {

@@ -23,7 +23,6 @@ mod common;
 mod game_proto;
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::io::Write;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -410,13 +409,8 @@ fn parse_args(cli: &mut common::Cli) -> Result<Args, common::Usage> {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let args = match common::Cli::new("game", USAGE).parse(parse_args) {
-        Ok(a) => a,
-        Err(code) => return code,
-    };
-    let mut signals = match common::shutdown_signals("game") {
-        Ok(s) => s,
+    let (args, signals) = match common::start("game", USAGE, "info", parse_args) {
+        Ok(started) => started,
         Err(code) => return code,
     };
     let mut options = Options::default();
@@ -438,19 +432,5 @@ fn main() -> ExitCode {
     } else {
         builder.listen(args.addr)
     };
-    let engine = match builder.start() {
-        Ok(engine) => engine,
-        Err(e) => {
-            eprintln!("game: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let mut stdout = std::io::stdout();
-    let _ = writeln!(stdout, "listening on {}", common::announced(&engine));
-    let _ = stdout.flush();
-    if let Some(sig) = signals.forever().next() {
-        log::info!("signal {sig}: stopping");
-    }
-    engine.stop();
-    ExitCode::SUCCESS
+    common::serve_until_signal("game", builder.start(), signals)
 }

@@ -443,13 +443,8 @@ fn quantile_ms(sorted: &[u32], q: f64) -> String {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    let args = match common::Cli::new("game_bots", USAGE).parse(parse_args) {
-        Ok(a) => a,
-        Err(code) => return code,
-    };
-    let signals = match common::shutdown_signals("game_bots") {
-        Ok(s) => s,
+    let (args, signals) = match common::start("game_bots", USAGE, "warn", parse_args) {
+        Ok(started) => started,
         Err(code) => return code,
     };
     let shared = Arc::new(Shared {

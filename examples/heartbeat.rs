@@ -162,21 +162,16 @@ fn parse_args(cli: &mut common::Cli) -> Result<Args, common::Usage> {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    let Args {
-        addr,
-        idle,
-        heartbeat,
-        pings,
-    } = match common::Cli::new("heartbeat", USAGE).parse(parse_args) {
-        Ok(a) => a,
-        Err(code) => return code,
-    };
-
-    // Before anything is announced: a signal right after the first output line
-    // must find its handler installed.
-    let mut signals = match common::shutdown_signals("heartbeat") {
-        Ok(s) => s,
+    let (
+        Args {
+            addr,
+            idle,
+            heartbeat,
+            pings,
+        },
+        mut signals,
+    ) = match common::start("heartbeat", USAGE, "warn", parse_args) {
+        Ok(started) => started,
         Err(code) => return code,
     };
     let mut server_opts = Options::default();

@@ -4,54 +4,27 @@
 mod util;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
+use util::served::Served;
 use util::*;
 
-/// A running `resp` example, killed on drop.
-struct RespServer {
-    child: Child,
-    addr: SocketAddr,
+/// The `resp` example on an ephemeral port, killed when dropped.
+fn resp_server(loops: &str) -> Served {
+    Served::start("resp", &["--addr", "127.0.0.1:0", "--loops", loops])
+        .expect("the resp example is built with the tests")
 }
 
-impl RespServer {
-    fn start(loops: &str) -> RespServer {
-        let mut child = Command::new(example("resp"))
-            .args(["--addr", "127.0.0.1:0", "--loops", loops])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("run the resp example");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("no 'listening on' line: {line:?}"));
-        RespServer { child, addr }
-    }
-
-    fn port(&self) -> String {
-        self.addr.port().to_string()
-    }
-}
-
-impl Drop for RespServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The server's port, as redis-cli and redis-benchmark take it.
+fn port(server: &Served) -> String {
+    server.addr.port().to_string()
 }
 
 /// Runs `commands` (one per line) through one redis-cli and returns its
 /// output lines.
-fn cli(server: &RespServer, commands: &str) -> Vec<String> {
+fn cli(server: &Served, commands: &str) -> Vec<String> {
     let mut child = Command::new("redis-cli")
-        .args(["-p", &server.port()])
+        .args(["-p", &port(server)])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -75,7 +48,7 @@ fn redis_cli_runs_every_command() {
     if !have_tool("redis-cli") {
         return;
     }
-    let server = RespServer::start("2");
+    let server = resp_server("2");
     let cases: &[(&str, &[&str])] = &[
         ("PING", &["PONG"]),
         ("PING hello", &["hello"]),
@@ -167,7 +140,7 @@ fn redis_cli_runs_every_command() {
 
 #[test]
 fn inline_commands_and_protocol_errors_close_the_connection() {
-    let server = RespServer::start("1");
+    let server = resp_server("1");
     let mut s = connect(server.addr);
     s.write_all(b"PING\r\nSET a 1\nGET a\r\n\r\n").unwrap();
     assert_eq!(read_n(&mut s, 7 + 5 + 7), b"+PONG\r\n+OK\r\n$1\r\n1\r\n");
@@ -200,9 +173,9 @@ fn redis_benchmark_reports_no_error() {
     if !have_tool("redis-benchmark") {
         return;
     }
-    let server = RespServer::start("1");
+    let server = resp_server("1");
     let out = Command::new("redis-benchmark")
-        .args(["-p", &server.port(), "-q", "-n", "20000", "-t"])
+        .args(["-p", &port(&server), "-q", "-n", "20000", "-t"])
         .arg("ping,set,get,incr,lpush,rpush,lpop,rpop,sadd,hset,lrange_100,mset")
         .output()
         .unwrap();
@@ -234,9 +207,9 @@ fn redis_cli_subscribe_in_one_process_publish_in_another() {
     if !have_tool("redis-cli") {
         return;
     }
-    let server = RespServer::start("2");
+    let server = resp_server("2");
     let mut sub = Command::new("redis-cli")
-        .args(["-p", &server.port(), "subscribe", "news", "sport"])
+        .args(["-p", &port(&server), "subscribe", "news", "sport"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

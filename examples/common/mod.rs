@@ -24,6 +24,20 @@ pub fn shutdown_signals(program: &str) -> Result<Signals, ExitCode> {
     })
 }
 
+/// The start every example shares: logging at `log_level` unless `RUST_LOG`
+/// says otherwise, the command line run through `parse` (see [`Cli::parse`]),
+/// then the SIGINT/SIGTERM handlers, installed before anything is announced.
+pub fn start<T>(
+    program: &'static str,
+    usage: &'static str,
+    log_level: &str,
+    parse: impl FnOnce(&mut Cli) -> Result<T, Usage>,
+) -> Result<(T, Signals), ExitCode> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(log_level)).init();
+    let args = Cli::new(program, usage).parse(parse)?;
+    Ok((args, shutdown_signals(program)?))
+}
+
 /// The command line of one example: flags with values, `-h`/`--help`.
 pub struct Cli {
     program: &'static str,

@@ -100,13 +100,8 @@ fn parse_args(cli: &mut common::Cli) -> Result<Args, common::Usage> {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let args = match common::Cli::new("http", USAGE).parse(parse_args) {
-        Ok(a) => a,
-        Err(code) => return code,
-    };
-    let signals = match common::shutdown_signals("http") {
-        Ok(s) => s,
+    let (args, signals) = match common::start("http", USAGE, "info", parse_args) {
+        Ok(started) => started,
         Err(code) => return code,
     };
     let faults = common::PeerFaults::default();

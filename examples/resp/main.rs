@@ -56,13 +56,8 @@ fn parse_args(cli: &mut common::Cli) -> Result<(String, Options), common::Usage>
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let (addr, mut options) = match common::Cli::new("resp", USAGE).parse(parse_args) {
-        Ok(a) => a,
-        Err(code) => return code,
-    };
-    let signals = match common::shutdown_signals("resp") {
-        Ok(s) => s,
+    let ((addr, mut options), signals) = match common::start("resp", USAGE, "info", parse_args) {
+        Ok(started) => started,
         Err(code) => return code,
     };
     // A channel's topic name is at most twice its length plus two.
