@@ -9,6 +9,7 @@ use mio::net::UdpSocket;
 
 use super::{EventLoop, ListenSocket, Listener, LoopListener};
 use crate::datagram::Datagram;
+use crate::engine::Engine;
 use crate::handler::{Action, EventHandler};
 use crate::net::mmsg::{RecvBatch, SendBatch};
 use crate::net::reflection::is_reflection;
@@ -38,16 +39,7 @@ fn udp_listener(listeners: &[Listener], i: usize) -> Option<(&UdpSocket, usize)>
 
 /// Runs `on_datagram`, unless the datagram is a reflection (dropped and
 /// counted); a panic is logged and the loop goes on.
-fn deliver<H: EventHandler>(
-    handler: &mut H,
-    dgram: &mut Datagram<'_>,
-    drain: Duration,
-    allow_own_source: bool,
-) {
-    if !allow_own_source && is_reflection(dgram.peer, dgram.engine.listen_addrs()) {
-        reflected(dgram.counters, dgram.peer, dgram.loop_id);
-        return;
-    }
+fn deliver<H: EventHandler>(handler: &mut H, dgram: &mut Datagram<'_>, drain: Duration) {
     match panic::catch_unwind(AssertUnwindSafe(|| handler.on_datagram(dgram))) {
         Ok(Action::Shutdown) => dgram.engine.signal_stop(drain),
         Ok(_) => {}
@@ -55,8 +47,20 @@ fn deliver<H: EventHandler>(
     }
 }
 
-/// Counts a reflection; logs the first few of a loop at debug, no more.
-fn reflected(counters: &LoopCounters, peer: std::net::SocketAddr, loop_id: usize) {
+/// True for a datagram whose source is one of the engine's own addresses or
+/// port 0 (a reflection loop), unless `allow` says to let them through: it is
+/// counted and dropped before any session or handler sees it. The first few of
+/// a loop are logged at debug, no more.
+fn reflected(
+    allow: bool,
+    engine: &Engine,
+    counters: &LoopCounters,
+    peer: std::net::SocketAddr,
+    loop_id: usize,
+) -> bool {
+    if allow || !is_reflection(peer, engine.listen_addrs()) {
+        return false;
+    }
     let n = counters
         .datagrams_reflected
         .load(std::sync::atomic::Ordering::Relaxed);
@@ -64,24 +68,10 @@ fn reflected(counters: &LoopCounters, peer: std::net::SocketAddr, loop_id: usize
         log::debug!("loop {loop_id}: dropped a datagram from {peer}: our own address or port 0");
     }
     bump(&counters.datagrams_reflected, 1);
+    true
 }
 
 impl<H: EventHandler> EventLoop<H> {
-    /// A datagram from the engine's own address (a reflection loop): dropped and
-    /// counted before any session sees it.
-    fn reflection(&self, peer: std::net::SocketAddr) -> bool {
-        let own =
-            !self.opts.udp_allow_own_source && is_reflection(peer, self.core.engine.listen_addrs());
-        if own {
-            reflected(
-                self.core.engine.counters(self.core.loop_id),
-                peer,
-                self.core.loop_id,
-            );
-        }
-        own
-    }
-
     /// Reads datagrams from UDP listener `i` until drained or out of budget.
     pub(super) fn read_datagrams(&mut self, i: usize) {
         if self.opts.udp_batch > 1 {
@@ -104,10 +94,11 @@ impl<H: EventHandler> EventLoop<H> {
             };
             bump(&counters.datagrams_in, 1);
             bump(&counters.bytes_in, n as u64);
+            let (allow, loop_id) = (self.opts.udp_allow_own_source, self.core.loop_id);
+            if reflected(allow, &self.core.engine, counters, peer, loop_id) {
+                continue;
+            }
             if self.sessions.has(i) {
-                if self.reflection(peer) {
-                    continue;
-                }
                 let (mut env, handler, sessions) = session_env!(self);
                 sessions.route(i, handler, &mut env, peer, &self.rbuf[..n], false);
                 continue;
@@ -125,12 +116,7 @@ impl<H: EventHandler> EventLoop<H> {
                 now: self.core.now,
                 udp: &mut self.core.udp,
             };
-            deliver(
-                &mut self.handler,
-                &mut dgram,
-                self.opts.shutdown_timeout,
-                self.opts.udp_allow_own_source,
-            );
+            deliver(&mut self.handler, &mut dgram, self.opts.shutdown_timeout);
         }
         // Out of budget with datagrams left: edge triggering will not say so again.
         self.ready_accepts.push(i);
@@ -166,13 +152,11 @@ impl<H: EventHandler> EventLoop<H> {
             for d in recv.iter() {
                 bump(&counters.datagrams_in, 1);
                 bump(&counters.bytes_in, d.data.len() as u64);
+                let (allow, loop_id) = (self.opts.udp_allow_own_source, self.core.loop_id);
+                if reflected(allow, &self.core.engine, counters, d.peer, loop_id) {
+                    continue;
+                }
                 if with_sessions {
-                    if !self.opts.udp_allow_own_source
-                        && is_reflection(d.peer, self.core.engine.listen_addrs())
-                    {
-                        reflected(counters, d.peer, self.core.loop_id);
-                        continue;
-                    }
                     let (mut env, handler, sessions) = session_env!(self);
                     sessions.route(i, handler, &mut env, d.peer, d.data, d.truncated);
                     continue;
@@ -190,12 +174,7 @@ impl<H: EventHandler> EventLoop<H> {
                     now: self.core.now,
                     udp: &mut self.core.udp,
                 };
-                deliver(
-                    &mut self.handler,
-                    &mut dgram,
-                    self.opts.shutdown_timeout,
-                    self.opts.udp_allow_own_source,
-                );
+                deliver(&mut self.handler, &mut dgram, self.opts.shutdown_timeout);
             }
             let before = send.refused() + send.overflowed();
             match send.flush(fd) {
