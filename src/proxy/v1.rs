@@ -72,16 +72,7 @@ fn parse_line(line: &[u8]) -> Result<ProxyHeader, ProxyError> {
     };
     let source = SocketAddr::new(ip(src)?, port(sport)?);
     let destination = SocketAddr::new(ip(dst)?, port(dport)?);
-    Ok(ProxyHeader {
-        version: Version::V1,
-        command: Command::Proxy,
-        transport: Transport::Stream,
-        addresses: Addresses::Inet {
-            source,
-            destination,
-        },
-        tlvs: Box::default(),
-    })
+    Ok(ProxyHeader::new(Version::V1, source, destination))
 }
 
 /// A decimal port: digits only, no leading zero (but "0" itself), at most 65535.
